@@ -1,0 +1,5 @@
+"""``python -m optui``."""
+
+from optui.cli import main
+
+raise SystemExit(main())
