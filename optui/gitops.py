@@ -1,0 +1,241 @@
+"""The git operations optui performs on the target repository.
+
+Every value from a plan reaches git as an argument, never through a shell, and
+refs are checked against git's own naming rules first.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from optui.errors import GitError
+
+log = logging.getLogger(__name__)
+
+KEPT_PREFIX = "refs/optui"
+"""Where the commits of items that did not land are kept, so none is lost."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+
+class TargetRepo:
+    """The operator's repository, as optui is allowed to touch it."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.repo = git.Repo(path)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+            raise GitError(f"{path} is not a git repository") from exc
+        if self.repo.bare:
+            raise GitError(f"{path} is a bare repository; optui needs a working tree")
+        self.path = Path(self.repo.working_tree_dir or path)
+        self.git = self.repo.git
+
+    @property
+    def git_dir(self) -> Path:
+        """The repository's common git directory (shared by its worktrees)."""
+        return Path(self.repo.common_dir).resolve()
+
+    def _run(self, *args: str) -> str:
+        try:
+            return str(self.git.execute(["git", *args]))
+        except git.GitCommandError as exc:
+            stderr = (exc.stderr or "").strip().removeprefix("stderr:").strip(" '\n")
+            raise GitError(f"git {' '.join(args)} failed: {stderr or exc}") from exc
+
+    # What the repository holds.
+
+    def current_branch(self) -> str | None:
+        """The checked-out branch, or None when HEAD is detached."""
+        try:
+            return self._run("symbolic-ref", "--quiet", "--short", "HEAD")
+        except GitError:
+            return None
+
+    def has_branch(self, name: str) -> bool:
+        return self.resolve(f"refs/heads/{name}") is not None
+
+    def resolve(self, ref: str) -> str | None:
+        """The commit SHA a ref or SHA names, or None when it names no commit."""
+        if not ref or ref.startswith("-") or any(c.isspace() for c in ref):
+            return None
+        try:
+            return self._run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        except GitError:
+            return None
+
+    def head(self) -> str:
+        return self._run("rev-parse", "HEAD")
+
+    def tracked_changes(self) -> list[str]:
+        """Tracked files with changes, staged or not, as porcelain lines."""
+        out = self._run("status", "--porcelain", "--untracked-files=no")
+        return [line for line in out.splitlines() if line.strip()]
+
+    def untracked(self) -> set[str]:
+        out = self._run("ls-files", "--others", "--exclude-standard", "-z")
+        return {name for name in out.split("\0") if name}
+
+    def operation_in_progress(self) -> str | None:
+        """A merge, cherry-pick, revert or rebase left half done, if any."""
+        git_dir = Path(self.repo.git_dir)
+        for marker, name in (
+            ("MERGE_HEAD", "merge"),
+            ("CHERRY_PICK_HEAD", "cherry-pick"),
+            ("REVERT_HEAD", "revert"),
+            ("rebase-merge", "rebase"),
+            ("rebase-apply", "rebase or am"),
+        ):
+            if (git_dir / marker).exists():
+                return name
+        return None
+
+    def identity(self) -> Identity | None:
+        reader = self.repo.config_reader()
+        name = reader.get_value("user", "name", default="")
+        email = reader.get_value("user", "email", default="")
+        if not name or not email:
+            return None
+        return Identity(str(name), str(email))
+
+    def diffstat(self, base: str, head: str) -> str:
+        return self._run("diff", "--stat", f"{base}...{head}")
+
+    def changed_files(self, base: str, head: str) -> list[str]:
+        out = self._run("diff", "--name-only", f"{base}...{head}")
+        return out.splitlines()
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        try:
+            self._run("merge-base", "--is-ancestor", older, newer)
+        except GitError:
+            return False
+        return True
+
+    # Changing it.
+
+    def checkout(self, branch: str) -> None:
+        self._run("checkout", "--quiet", branch)
+
+    def create_branch(self, name: str, start: str) -> None:
+        check_branch_name(name)
+        if self.has_branch(name):
+            raise GitError(
+                f"branch {name} already exists; optui never overwrites a branch "
+                f"(delete it with 'git branch -D {name}' if it is not needed)"
+            )
+        self._run("checkout", "--quiet", "-b", name, start)
+
+    def delete_branch(self, name: str) -> None:
+        self._run("branch", "--quiet", "-D", name)
+
+    def cherry_pick(self, sha: str) -> None:
+        """Cherry-pick one commit onto HEAD, keeping its message and author."""
+        parents = self._run("rev-list", "--parents", "-n", "1", sha).split()
+        if len(parents) > 2:
+            raise GitError(f"{sha[:12]} is a merge commit; name one of its parents")
+        try:
+            self._run("cherry-pick", "-x", "--allow-empty-message", sha)
+        except GitError as exc:
+            conflicts = self._conflicted()
+            self.abort_operation()
+            if conflicts:
+                raise GitError(
+                    f"cherry-pick of {sha[:12]} conflicts in {', '.join(conflicts)}"
+                ) from exc
+            if "empty" in str(exc) or "nothing to commit" in str(exc):
+                raise GitError(
+                    f"cherry-pick of {sha[:12]} is empty: its change is already on "
+                    "the branch"
+                ) from exc
+            raise
+
+    def apply_check(self, patch: Path) -> str | None:
+        """Why a patch does not apply to the working tree, or None if it does."""
+        try:
+            self._run("apply", "--check", str(patch))
+        except GitError as exc:
+            return str(exc).split("failed: ", 1)[-1]
+        return None
+
+    def apply_patch(self, patch: Path) -> None:
+        problem = self.apply_check(patch)
+        if problem:
+            raise GitError(f"patch {patch.name} does not apply: {problem}")
+        self._run("apply", "--index", str(patch))
+
+    def commit_all(self, message: str) -> str:
+        """Commit every change in the working tree; GitError when there is none."""
+        self._run("add", "--all")
+        if not self._run("diff", "--cached", "--name-only"):
+            raise GitError("there is no change to commit")
+        self._run("commit", "--quiet", "--no-verify", "-m", message)
+        return self.head()
+
+    def merge_no_ff(self, branch: str, message: str) -> str:
+        """Merge branch into the current branch with a merge commit."""
+        try:
+            self._run("merge", "--quiet", "--no-ff", "--no-edit", "-m", message, branch)
+        except GitError:
+            if self.operation_in_progress() == "merge":
+                self._run("merge", "--abort")
+            raise
+        return self.head()
+
+    def keep(self, kind: str, name: str, sha: str, stamp: str) -> str:
+        """Keep sha under refs/optui/<kind>/<name>/<stamp>; return the ref."""
+        ref = f"{KEPT_PREFIX}/{kind}/{name}/{stamp}"
+        check_ref_name(ref)
+        self._run("update-ref", ref, sha)
+        return ref
+
+    def kept_refs(self, kind: str | None = None) -> dict[str, str]:
+        prefix = KEPT_PREFIX + (f"/{kind}" if kind else "")
+        out = self._run("for-each-ref", "--format=%(refname) %(objectname)", prefix)
+        return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+    def abort_operation(self) -> None:
+        """Abort a half-done merge, cherry-pick or revert."""
+        operation = self.operation_in_progress()
+        if operation in ("merge", "cherry-pick", "revert"):
+            self._run(operation, "--abort")
+
+    def discard_changes(self, keep_untracked: set[str]) -> None:
+        """Drop tracked changes and the untracked files not in keep_untracked."""
+        self.abort_operation()
+        self._run("reset", "--quiet", "--hard")
+        for name in sorted(self.untracked() - keep_untracked):
+            target = self.path / name
+            log.info("removing %s left by a failed apply", target)
+            target.unlink(missing_ok=True)
+
+    def _conflicted(self) -> list[str]:
+        try:
+            out = self._run("diff", "--name-only", "--diff-filter=U")
+        except GitError:
+            return []
+        return out.splitlines()
+
+
+_BAD_REF = re.compile(
+    r"(^|/)\.|\.\.|[\x00-\x20~^:?*\[\\\x7f]|@\{|//|\.lock(/|$)|/$|\.$"
+)
+
+
+def check_ref_name(name: str) -> None:
+    """Raise GitError unless name follows git's rules for ref names."""
+    if not name or name == "@" or name.startswith("-") or _BAD_REF.search(name):
+        raise GitError(f"{name!r} is not a valid git ref name")
+
+
+def check_branch_name(name: str) -> None:
+    check_ref_name(f"refs/heads/{name}")

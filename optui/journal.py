@@ -1,0 +1,141 @@
+"""The session journal: an append-only record of everything measured and decided.
+
+A session lives in ``<git dir>/optui/sessions/<id>/`` of the target repository,
+outside its working tree: ``journal.jsonl`` (one JSON object a line), ``optui.log``
+(optui's own log) and ``logs/`` (one file per step and run).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+BASELINE_DIR = "_baseline"
+"""The log folder of main's own measurements (item ids cannot begin with '_')."""
+
+
+def sessions_root(git_dir: Path) -> Path:
+    return git_dir / "optui" / "sessions"
+
+
+def new_session_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+@dataclass
+class Journal:
+    """One session's folder and its journal file."""
+
+    folder: Path
+
+    @classmethod
+    def create(cls, git_dir: Path, session_id: str | None = None) -> Journal:
+        folder = sessions_root(git_dir) / (session_id or new_session_id())
+        folder.mkdir(parents=True, exist_ok=False, mode=0o700)
+        (folder / "logs").mkdir(mode=0o700)
+        os.chmod(folder.parent, 0o700)
+        return cls(folder)
+
+    @property
+    def session_id(self) -> str:
+        return self.folder.name
+
+    @property
+    def path(self) -> Path:
+        return self.folder / "journal.jsonl"
+
+    @property
+    def log_file(self) -> Path:
+        return self.folder / "optui.log"
+
+    def step_log(self, item_id: str | None, step: str, run: int | None = None) -> Path:
+        name = step if run is None else f"{step}-run{run}"
+        folder = self.folder / "logs" / (item_id or BASELINE_DIR)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return _unique(folder / f"{name}.log")
+
+    def k6_files(self, item_id: str | None, run: int) -> tuple[Path, Path]:
+        """Where one run's k6 summary and sample stream go."""
+        folder = self.folder / "k6" / (item_id or BASELINE_DIR)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        summary = _unique(folder / f"run{run}-summary.json")
+        return summary, summary.with_name(
+            summary.name.replace("summary.json", "samples.ndjson")
+        )
+
+    def append(self, kind: str, **fields: Any) -> None:
+        """Write one record and make it durable before returning."""
+        record = {"type": kind, "at": time.time(), **fields}
+        line = json.dumps(record, default=_plain, sort_keys=False) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(read_journal(self.path))
+
+
+def read_journal(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a journal; a torn last line (a crash mid-write) is skipped."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    lines = data.split(b"\n")
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            if number >= len(lines) - 1:
+                log.warning("%s: ignoring a torn last line", path)
+                return
+            raise ValueError(f"{path}:{number}: journal line is not JSON") from None
+        if isinstance(record, dict):
+            yield record
+
+
+def list_sessions(git_dir: Path) -> list[Path]:
+    """Session folders, oldest first."""
+    root = sessions_root(git_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / "journal.jsonl").exists())
+
+
+def _unique(path: Path) -> Path:
+    """path, or path with a counter added if a file of that name exists (a rerun)."""
+    if not path.exists():
+        return path
+    for n in range(2, 10_000):
+        candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise FileExistsError(path)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "value") and hasattr(value, "name"):
+        return value.value
+    if isinstance(value, Mapping):
+        return dict(value)
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(value)  # type: ignore[call-overload]
+    raise TypeError(f"cannot journal {type(value).__name__}")
