@@ -1,0 +1,1 @@
+"""A small payments service used to demonstrate optui."""
