@@ -534,9 +534,10 @@ class _PlanBuilder:
 
 def _peek_id(node: Node) -> str | None:
     """An item's id, read before the item is validated, to name it in problems."""
-    if isinstance(node, MappingNode):
-        for key, value in node.value:
-            if isinstance(key, ScalarNode) and key.value == "id":
-                if isinstance(value, ScalarNode) and value.value:
-                    return str(value.value)
+    if not isinstance(node, MappingNode):
+        return None
+    for key, value in node.value:
+        named = isinstance(key, ScalarNode) and key.value == "id"
+        if named and isinstance(value, ScalarNode) and value.value:
+            return str(value.value)
     return None

@@ -79,8 +79,9 @@ def test_unknown_key_names_the_nearest_valid_one(tmp_path: Path) -> None:
     text = MINIMAL.replace("        scope: core\n", "        scpoe: core\n")
     path = write(tmp_path, text)
     problems = problems_of(path)
-    assert f"{path}:15:9: item 'first': unknown key 'scpoe' (did you mean 'scope'?)" in (
-        problems
+    assert (
+        f"{path}:15:9: item 'first': unknown key 'scpoe' (did you mean 'scope'?)"
+        in (problems)
     )
 
 
@@ -122,7 +123,9 @@ def test_bad_values_are_each_reported(tmp_path: Path) -> None:
         .replace("id: first", "id: First Change")
     )
     problems = problems_of(write(tmp_path, text))
-    assert any("risk 'tiny' is not one of very low, low, medium, high" in p for p in problems)
+    assert any(
+        "risk 'tiny' is not one of very low, low, medium, high" in p for p in problems
+    )
     assert any("runs must be a whole number" in p for p in problems)
     assert any("item id 'First Change'" in p for p in problems)
 
@@ -133,7 +136,9 @@ def test_plan_without_phases_or_apply(tmp_path: Path) -> None:
     assert any("missing 'apply'" in p for p in problems_of(write(tmp_path, text)))
 
 
-def check(path: Path, *extra: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+def check(
+    path: Path, *extra: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str]:
     status = main(["check", str(path), *extra])
     out = capsys.readouterr()
     return status, out.out + out.err
@@ -145,7 +150,10 @@ def test_check_reports_refs_that_do_not_resolve(
     make_repo("repo")
     status, output = check(write(tmp_path, MINIMAL), capsys=capsys)
     assert status == 2
-    assert "plan.yaml:17:24: item 'first': 'feature' does not resolve to a commit" in output
+    assert (
+        "plan.yaml:17:24: item 'first': 'feature' does not resolve to a commit"
+        in output
+    )
 
 
 def test_check_passes_once_the_ref_exists(

@@ -1,0 +1,161 @@
+"""The ``optui`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from optui import __version__
+from optui.check import check_plan
+from optui.errors import OptuiError, PlanError
+from optui.gitops import TargetRepo
+from optui.headless import Policy, run_headless
+from optui.plan import Plan, load_plan
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.getLogger("optui").addHandler(logging.NullHandler())
+    try:
+        status: int = args.func(args)
+    except OptuiError as exc:
+        print(f"optui: {exc.title}:", file=sys.stderr)
+        print(f"  {exc}".replace("\n", "\n  "), file=sys.stderr)
+        return exc.exit_status
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="optui",
+        description="Re-apply performance optimizations one at a time, each proven "
+        "by build, deploy and load tests before it lands.",
+    )
+    parser.add_argument("--version", action="version", version=f"optui {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="validate a plan against its repository")
+    check.add_argument("plan", type=Path)
+    check.add_argument("--repo", type=Path, help="the target repository")
+    check.set_defaults(func=_check)
+
+    run = commands.add_parser("run", help="run a plan's session")
+    run.add_argument("plan", type=Path)
+    run.add_argument("--repo", type=Path, help="the target repository")
+    _add_run_options(run)
+    run.set_defaults(func=_run)
+
+    demo = commands.add_parser(
+        "demo", help="make a demo service repository and run the demo plan on it"
+    )
+    demo.add_argument(
+        "--dir",
+        type=Path,
+        help="make the demo repository here and keep it (default: a temporary folder)",
+    )
+    _add_run_options(demo)
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--headless", action="store_true", help="plain progress lines, no app"
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--auto-merge", action="store_true", help="merge every item that passes"
+    )
+    group.add_argument(
+        "--dry-run", action="store_true", help="test every item but merge none"
+    )
+
+
+def _load(path: Path, repo: Path | None) -> Plan:
+    plan = load_plan(path)
+    if repo is not None:
+        plan = plan.with_repo(repo.resolve())
+    return plan
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        plan = _load(args.plan, args.repo)
+    except PlanError as exc:
+        for problem in exc.problems:
+            print(problem)
+        _count(len(exc.problems))
+        return EXIT_USAGE
+    target = TargetRepo(plan.repo) if plan.repo is not None else None
+    report = check_plan(plan, target)
+    for problem in report.problems:
+        print(problem)
+    for note in report.notes:
+        print(note)
+    if report.problems:
+        _count(len(report.problems))
+        return EXIT_USAGE
+    items = list(plan.items())
+    deferred = sum(1 for item in items if item.deferred)
+    print(
+        f"{plan.path}: ok: {len(items)} items in {len(plan.phases)} phases "
+        f"({deferred} deferred), {len(plan.gates)} gates, {plan.runs} runs each"
+    )
+    return 0
+
+
+def _count(problems: int) -> None:
+    print(f"{problems} problem{'s' if problems != 1 else ''} found", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    plan = _load(args.plan, args.repo)
+    return _session(plan, args)
+
+
+def _session(plan: Plan, args: argparse.Namespace) -> int:
+    if not args.headless:
+        print(
+            "optui: this version runs sessions headless only: add --headless",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    policy = Policy(
+        auto_merge=args.auto_merge,
+        dry_run=args.dry_run,
+        interactive=sys.stdin.isatty() and sys.stdout.isatty(),
+    )
+    return run_headless(plan, policy, sys.stdout, sys.stdin, sys.stderr)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    args.headless = True
+    if args.dir is not None:
+        return _demo_in(args.dir.resolve(), args, keep=True)
+    with tempfile.TemporaryDirectory(prefix="optui-demo-") as folder:
+        return _demo_in(Path(folder) / "payments", args, keep=False)
+
+
+def _demo_in(folder: Path, args: argparse.Namespace, *, keep: bool) -> int:
+    from optui.demo.builder import create_demo_repo
+
+    target = create_demo_repo(folder)
+    print(
+        f"optui: demo repository made in {target.repo} (service on port {target.port})"
+    )
+    plan = load_plan(target.plan_path).with_repo(target.repo)
+    status = _session(plan, args)
+    if keep:
+        print(f"optui: the demo repository stays in {target.repo}: see git log --graph")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

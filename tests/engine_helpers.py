@@ -1,0 +1,115 @@
+"""Driving the engine against a real demo service, as an operator would."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conftest import git
+
+from optui.engine import Engine
+from optui.events import Decision, DecisionNeeded, Event, SessionFinished
+from optui.plan import Plan, load_plan
+
+LOOSE_P99 = "http_req_duration{expected_response:true}: p(99) <= baseline * 1.5"
+"""A latency gate wide enough that a change with no effect passes on a busy machine."""
+
+
+def write_plan(
+    folder: Path,
+    repo: Path,
+    items: str,
+    *,
+    runs: int = 1,
+    p99_gate: str = LOOSE_P99,
+    test: str = "make k6",
+) -> Plan:
+    """A plan for the demo service with the given items (YAML, one phase)."""
+    text = textwrap.dedent(
+        f"""\
+        name: Engine test
+        target:
+          repo: {repo}
+        commands:
+          test: {test}
+        ready:
+          command: make health
+          timeout: 20
+          interval: 0.1
+        runs: {runs}
+        gates:
+          - "http_req_failed: rate == 0"
+          - "payments_inconsistency: count == 0"
+          - "{p99_gate}"
+        phases:
+          - name: Items
+            items:
+        """
+    ) + textwrap.indent(textwrap.dedent(items), " " * 6)
+    path = folder / "plan.yaml"
+    path.write_text(text)
+    return load_plan(path)
+
+
+@dataclass
+class Session:
+    """What an operator saw during a session, and how it ended."""
+
+    engine: Engine
+    events: list[Event] = field(default_factory=list)
+    finished: SessionFinished | None = None
+
+    def of(self, kind: type) -> list:  # type: ignore[type-arg]
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def state(self, item_id: str) -> str:
+        return self.engine.records[item_id].state.value
+
+    def reason(self, item_id: str) -> str:
+        return self.engine.records[item_id].reason
+
+
+def run_session(
+    plan: Plan,
+    *,
+    decision: Decision = Decision.MERGE,
+    react: Callable[[Engine, Event], None] | None = None,
+) -> Session:
+    """Run a whole session, answering every decision with the given one."""
+    engine = Engine(plan)
+    session = Session(engine)
+
+    def listen(event: Event) -> None:
+        session.events.append(event)
+        if isinstance(event, DecisionNeeded):
+            engine.decide(event.item_id, decision)
+        if react is not None:
+            react(engine, event)
+
+    engine.subscribe(listen)
+    session.finished = engine.run()
+    return session
+
+
+def assert_clean_on_main(repo: Path) -> None:
+    """The operator's repository as optui must leave it: clean, on main."""
+    assert git(repo, "symbolic-ref", "--short", "HEAD") == "main"
+    assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+    assert git(repo, "branch", "--list", "test/*") == ""
+
+
+def item(item_id: str, apply: str, *, extra: str = "") -> str:
+    """One item of a plan, in YAML."""
+    return textwrap.dedent(
+        f"""\
+        - id: {item_id}
+          title: Change {item_id}
+          risk: low
+          expect: something
+          scope: {item_id.split("-")[0]}
+          apply:
+            {apply}
+        """
+    ) + textwrap.indent(textwrap.dedent(extra), "  ")
