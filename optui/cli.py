@@ -154,6 +154,8 @@ def _demo_in(folder: Path, args: argparse.Namespace, *, keep: bool) -> int:
     status = _session(plan, args)
     if keep:
         print(f"optui: the demo repository stays in {target.repo}: see git log --graph")
+    else:
+        print("optui: the demo repository was temporary; --dir PATH keeps one")
     return status
 
 

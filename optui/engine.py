@@ -221,6 +221,12 @@ class Engine:
         except OptuiError as exc:
             error = exc
             log.error("%s: %s", exc.title, exc)
+        except Exception as exc:
+            log.exception("the session stopped on an unexpected error")
+            error = OptuiError(
+                f"{type(exc).__name__}: {exc} (details in the session log)",
+                title="Internal error",
+            )
         finally:
             self._return_to_main()
         outcome = SessionFinished(
@@ -608,7 +614,8 @@ class Engine:
             detail = f"run {run} of {self.plan.runs}" if run else ""
             self._set(record, state, detail, run=run)
         else:
-            self._emit(Notice(f"baseline: {state.value}"))
+            detail = f": run {run} of {self.plan.runs}" if run else ""
+            self._emit(Notice(f"baseline: {state.value}{detail}"))
 
     def _require(
         self, item_id: str | None, step: Step, command: str, timeout: float

@@ -182,8 +182,8 @@ class GateResult:
 
     def describe(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
-        text = f"run {self.run}: {self.gate}: {verdict}, measured {self.value:g} "
-        text += f"against {self.limit:g}"
+        text = f"run {self.run}: {self.gate}: {verdict}, measured {self.value:.4g} "
+        text += f"against {self.limit:.4g}"
         return text + (f" ({self.note})" if self.note else "")
 
 

@@ -40,7 +40,7 @@ def k6_environment(summary_path: Path, samples_path: Path) -> dict[str, str]:
     """
     # k6 splits K6_OUT on commas into several outputs.
     if "," in str(samples_path):
-        raise ValueError(
+        raise K6Error(
             f"k6 cannot stream samples to a path with a comma: {samples_path}"
         )
     return {

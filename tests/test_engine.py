@@ -21,10 +21,13 @@ from optui.engine import Engine
 from optui.events import (
     BaselineSet,
     Decision,
+    DecisionNeeded,
     Event,
     ItemFinished,
+    LiveFigures,
     ManualEditNeeded,
     RunMeasured,
+    StateChanged,
     StepStarted,
 )
 from optui.events import Step as StepKind
@@ -388,3 +391,76 @@ def test_journal_records_every_state_run_and_decision(
     with (folder / "journal.jsonl").open("a") as journal:
         journal.write('{"type": "state", "item": "precompute-f')
     assert len(list(read_journal(folder / "journal.jsonl"))) == len(records)
+
+
+def test_rerun_then_defer_as_the_operator_decides(tmp_path: Path, repo: Path) -> None:
+    plan = write_plan(
+        tmp_path, repo, item("precompute-fees", "cherry-pick: demo/precompute-fees")
+    )
+    answers = [Decision.RERUN, Decision.DEFER]
+
+    def decide(engine: Engine, event: Event) -> None:
+        if isinstance(event, DecisionNeeded):
+            engine.decide(event.item_id, answers.pop(0))
+
+    engine = Engine(plan)
+    events: list[Event] = []
+    engine.subscribe(events.append)
+    engine.subscribe(lambda event: decide(engine, event))
+    before = git(repo, "rev-parse", "main")
+    engine.run()
+
+    item_runs = [e for e in events if isinstance(e, RunMeasured) and e.item_id]
+    assert len(item_runs) == 2  # tested, then tested again
+    assert engine.records["precompute-fees"].state.value == "deferred"
+    assert git(repo, "rev-parse", "main") == before
+    kept = git(repo, "for-each-ref", "--format=%(refname)", "refs/optui/deferred/")
+    assert kept.startswith("refs/optui/deferred/precompute-fees/")
+    live = [e for e in events if isinstance(e, LiveFigures)]
+    assert live and sum(e.requests for e in live if e.item_id) > 0
+    assert_clean_on_main(repo)
+
+
+def test_abort_mid_item_leaves_main_clean_and_the_item_pending(
+    tmp_path: Path, repo: Path
+) -> None:
+    plan = write_plan(
+        tmp_path,
+        repo,
+        item("precompute-fees", "cherry-pick: demo/precompute-fees")
+        + item("cache-balances", "cherry-pick: demo/cache-balances"),
+        test=script(tmp_path, "k6.sh", LONG_ITEM_TESTS).removeprefix("command: "),
+    )
+
+    def abort_while_testing(engine: Engine, event: Event) -> None:
+        testing = isinstance(event, StepStarted) and event.step is StepKind.TEST
+        if testing and event.item_id == "precompute-fees":
+            threading.Timer(0.5, engine.abort).start()
+
+    session = run_session(plan, react=abort_while_testing)
+
+    assert session.finished is not None and session.finished.aborted
+    assert session.state("precompute-fees") == "pending"
+    assert session.state("cache-balances") == "pending"
+    downs = [e for e in session.of(StepStarted) if e.step is StepKind.DOWN]
+    assert downs[-1].item_id == "precompute-fees"  # the service was taken down
+    assert_clean_on_main(repo)
+
+
+def test_pause_holds_the_next_item_until_resumed(tmp_path: Path, repo: Path) -> None:
+    plan = write_plan(
+        tmp_path, repo, item("precompute-fees", "cherry-pick: demo/precompute-fees")
+    )
+    held: dict[str, float] = {}
+
+    def pause_after_baseline(engine: Engine, event: Event) -> None:
+        if isinstance(event, BaselineSet) and "paused" not in held:
+            engine.pause()
+            held["paused"] = time.monotonic()
+            threading.Timer(1.5, engine.resume).start()
+        if isinstance(event, StateChanged) and event.item_id == "precompute-fees":
+            held.setdefault("started", time.monotonic())
+
+    session = run_session(plan, react=pause_after_baseline)
+    assert held["started"] - held["paused"] >= 1.4
+    assert session.state("precompute-fees") == "merged"

@@ -361,7 +361,7 @@ def test_environment_makes_k6_write_summary_and_samples(main_run: K6Run) -> None
 
 
 def test_environment_rejects_a_samples_path_k6_would_split(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="comma"):
+    with pytest.raises(K6Error, match="comma"):
         k6_environment(tmp_path / "s.json", tmp_path / "a,b.ndjson")
 
 
