@@ -19,9 +19,15 @@ from optui.plan import Plan, load_plan
 EXIT_USAGE = 2
 
 
+COMMANDS = ("check", "run", "demo")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] not in COMMANDS and not words[0].startswith("-"):
+        words.insert(0, "run")
+    args = parser.parse_args(words)
     logging.getLogger("optui").addHandler(logging.NullHandler())
     try:
         status: int = args.func(args)
@@ -46,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--repo", type=Path, help="the target repository")
     check.set_defaults(func=_check)
 
-    run = commands.add_parser("run", help="run a plan's session")
+    run = commands.add_parser(
+        "run", help="run a plan's session in the app (optui PLAN does the same)"
+    )
     run.add_argument("plan", type=Path)
     run.add_argument("--repo", type=Path, help="the target repository")
     _add_run_options(run)
@@ -121,22 +129,30 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _session(plan: Plan, args: argparse.Namespace) -> int:
+    terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    if not args.headless and terminal:
+        if args.auto_merge or args.dry_run:
+            print(
+                "optui: --auto-merge and --dry-run go with --headless; in the app "
+                "you decide every merge",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        from optui.tui.app import OptuiApp
+
+        status = OptuiApp(plan).run()
+        return status if status is not None else 0
     if not args.headless:
-        print(
-            "optui: this version runs sessions headless only: add --headless",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        print("optui: no terminal: running headless", file=sys.stderr)
     policy = Policy(
         auto_merge=args.auto_merge,
         dry_run=args.dry_run,
-        interactive=sys.stdin.isatty() and sys.stdout.isatty(),
+        interactive=terminal,
     )
     return run_headless(plan, policy, sys.stdout, sys.stdin, sys.stderr)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    args.headless = True
     if args.dir is not None:
         return _demo_in(args.dir.resolve(), args, keep=True)
     with tempfile.TemporaryDirectory(prefix="optui-demo-") as folder:

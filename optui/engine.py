@@ -106,7 +106,11 @@ class _Stop(Exception):
 class Engine:
     """Runs one session of a plan against its target repository."""
 
-    def __init__(self, plan: Plan, *, journal_root: Path | None = None) -> None:
+    def __init__(
+        self, plan: Plan, *, journal_root: Path | None = None, linger: bool = False
+    ) -> None:
+        """linger: once every item has ended, wait for more (``retry``,
+        ``restore``) until ``close`` or ``abort``, as an interactive app wants."""
         if plan.repo is None:
             raise PreflightError(
                 f"{plan.path}: the plan names no target repository "
@@ -134,6 +138,9 @@ class Engine:
         self._decisions: queue.Queue[tuple[str, Decision | _Stop]] = queue.Queue()
         self._manual_done = threading.Event()
         self._current: str | None = None
+        self._linger = linger
+        self._wake = threading.Event()
+        self._closing = threading.Event()
         self._stop: _Stop | None = None
         self._env: dict[str, str] = {}
         self._log_handler: logging.Handler | None = None
@@ -166,6 +173,22 @@ class Engine:
             record = self.records[item_id]
             if record.state in (ItemState.DEFERRED, ItemState.SKIPPED):
                 self._set(record, ItemState.PENDING, "brought back by the operator")
+        self._wake.set()
+
+    def retry(self, item_id: str) -> None:
+        """Queue a finished item that did not land to be tried again from scratch."""
+        with self._lock:
+            record = self.records[item_id]
+            if record.state in _RETRIABLE and item_id != self._current:
+                record.runs.clear()
+                record.commit = record.kept_ref = None
+                self._set(record, ItemState.PENDING, "queued again by the operator")
+        self._wake.set()
+
+    def close(self) -> None:
+        """End a lingering session once nothing is running."""
+        self._closing.set()
+        self._wake.set()
 
     def pause(self) -> None:
         """Stop after the current step until resume() is called."""
@@ -180,6 +203,7 @@ class Engine:
         """Stop the running step and end the session, leaving main checked out."""
         self._aborted.set()
         self._running.set()
+        self._wake.set()
         self._interrupt(
             _Stop(ItemState.PENDING, "interrupted: the session was aborted")
         )
@@ -187,6 +211,11 @@ class Engine:
     @property
     def paused(self) -> bool:
         return not self._running.is_set()
+
+    @property
+    def current(self) -> str | None:
+        """The item being worked on, if any."""
+        return self._current
 
     def _pass_over(self, item_id: str, state: ItemState, reason: str) -> None:
         with self._lock:
@@ -215,9 +244,12 @@ class Engine:
             self._measure_baseline()
             while not self._aborted.is_set():
                 record = self._next_pending()
-                if record is None:
+                if record is not None:
+                    self._process(record)
+                elif not self._linger or self._closing.is_set():
                     break
-                self._process(record)
+                else:
+                    self._idle()
         except OptuiError as exc:
             error = exc
             log.error("%s: %s", exc.title, exc)
@@ -329,6 +361,18 @@ class Engine:
                     self._drain_decisions()
                     return record
         return None
+
+    def _idle(self) -> None:
+        """Wait, with nothing left to run, for the operator to queue more or close."""
+        self._wake.clear()
+        if not self._pending_left():
+            self._emit(Notice("nothing left to run; bring an item back, or quit"))
+            while not self._wake.wait(0.2):
+                pass
+
+    def _pending_left(self) -> bool:
+        with self._lock:
+            return any(r.state is ItemState.PENDING for r in self.records.values())
 
     def _drain_decisions(self) -> None:
         while True:
@@ -896,6 +940,18 @@ class Engine:
             logging.getLogger("optui").removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+
+
+_RETRIABLE = frozenset(
+    {
+        ItemState.FAILED,
+        ItemState.ERROR,
+        ItemState.REJECTED,
+        ItemState.PASSED,
+        ItemState.SKIPPED,
+        ItemState.DEFERRED,
+    }
+)
 
 
 def _program(command: str) -> str | None:

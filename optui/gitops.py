@@ -192,9 +192,14 @@ class TargetRepo:
         return self.head()
 
     def keep(self, kind: str, name: str, sha: str, stamp: str) -> str:
-        """Keep sha under refs/optui/<kind>/<name>/<stamp>; return the ref."""
-        ref = f"{KEPT_PREFIX}/{kind}/{name}/{stamp}"
+        """Keep sha under refs/optui/<kind>/<name>/<stamp>, never over another
+        commit kept there; return the ref."""
+        ref = base = f"{KEPT_PREFIX}/{kind}/{name}/{stamp}"
         check_ref_name(ref)
+        attempt = 1
+        while self.resolve(ref) not in (None, sha):
+            attempt += 1
+            ref = f"{base}-{attempt}"
         self._run("update-ref", ref, sha)
         return ref
 

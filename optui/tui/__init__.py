@@ -1,0 +1,1 @@
+"""The operator's app: a Textual front end over the engine."""

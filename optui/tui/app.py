@@ -1,0 +1,464 @@
+"""The operator's app: watches the engine work and sends it decisions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.notifications import SeverityLevel
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Log, TabbedContent, TabPane, Tree
+
+from optui.engine import Engine
+from optui.events import (
+    Decision,
+    DecisionNeeded,
+    ItemFinished,
+    ItemState,
+    ManualEditNeeded,
+    Notice,
+    SessionFinished,
+    StateChanged,
+)
+from optui.plan import Plan
+from optui.review import Review, find_review
+from optui.tui.bridge import EngineBridge, EngineEvent
+from optui.tui.screens import (
+    ConfirmScreen,
+    DecisionScreen,
+    HelpScreen,
+    ManualScreen,
+    SearchScreen,
+)
+from optui.tui.view import K6_PANE, PANE_LINES, STEPS_PANE, SessionView, pane_of
+from optui.tui.widgets import ItemDetails, LatencyPane, PlanTree, ReviewPane
+
+DRAIN_SECONDS = 0.1
+"""How often streamed output is written to the panes, in one batch."""
+REVIEWABLE = {ItemState.FAILED, ItemState.ERROR, ItemState.REJECTED}
+TABS = ("steps-tab", "k6-tab", "latency-tab", "review-tab")
+
+
+class OptuiApp(App[int]):
+    """One session of a plan, supervised."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "optui"
+    BINDINGS = [
+        Binding("s", "skip", "Skip"),
+        Binding("d", "defer", "Defer"),
+        Binding("b", "bring_back", "Bring back"),
+        Binding("t", "test_again", "Test again"),
+        Binding("a", "answer", "Answer"),
+        Binding("m", "merge", "Merge"),
+        Binding("r", "reject", "Reject"),
+        Binding("p", "pause", "Pause/resume"),
+        Binding("x", "abort", "Abort"),
+        Binding("f", "follow", "Follow running"),
+        Binding("slash", "search", "Find"),
+        Binding("n", "find_next", "Next match", show=False),
+        Binding("1", "tab(0)", "Steps", show=False),
+        Binding("2", "tab(1)", "k6", show=False),
+        Binding("3", "tab(2)", "Latency", show=False),
+        Binding("4", "tab(3)", "Review", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        engine: Engine | None = None,
+        start: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.plan = plan
+        self.engine = engine or Engine(plan, linger=True)
+        self.session = SessionView(plan, clock=clock)
+        self.bridge = EngineBridge(self)
+        self.engine.subscribe(self.bridge)
+        self.start_engine = start
+        self.clock = clock
+        self.selected: str | None = None
+        """The item the operator chose in the tree; None while following the engine."""
+        self.shown: str | None = None
+        """The item whose logs and figures the panes show (None: main's baseline)."""
+        self.search_text = ""
+        self._search_from = 0
+        self._exit_when_done = False
+        self._asking: str | None = None
+
+    # Layout.
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            yield PlanTree(self.plan)
+            with Vertical(id="right"):
+                yield ItemDetails(id="details")
+                with TabbedContent(id="panes"):
+                    with TabPane("Steps", id="steps-tab"):
+                        yield Log(id="steps-log", max_lines=PANE_LINES)
+                    with TabPane("k6", id="k6-tab"):
+                        yield Log(id="k6-log", max_lines=PANE_LINES)
+                    with TabPane("Latency", id="latency-tab"):
+                        yield LatencyPane(id="latency")
+                    with TabPane("Review", id="review-tab"):
+                        yield ReviewPane(id="review")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"optui · {self.plan.name}"
+        self.query_one(PlanTree).build(self.session)
+        self.query_one(PlanTree).focus()
+        first = next(self.plan.items(), None)
+        if first is not None:
+            self._show(first.id)
+        self._update_header()
+        self.set_interval(DRAIN_SECONDS, self._drain)
+        self.set_interval(1.0, self._update_header)
+        if self.start_engine:
+            self.run_worker(
+                self.engine.run,
+                thread=True,
+                name="engine",
+                group="engine",
+                description=f"session of {self.plan.name}",
+                exit_on_error=False,
+            )
+
+    # Engine events.
+
+    @on(EngineEvent)
+    def _on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        self._drain()
+        self.session.apply(event)
+        if isinstance(event, StateChanged | ItemFinished):
+            item = self.plan.item(event.item_id)
+            self.query_one(PlanTree).refresh_item(item, self.session.items[item.id])
+            if (
+                self.selected is None and event.state.active
+            ) or event.item_id == self.shown:
+                self._show(event.item_id)
+        if isinstance(event, ItemFinished) and event.item_id == self.shown:
+            self._show_review(event.item_id)
+        if isinstance(event, DecisionNeeded):
+            self.bell()
+            self.notify(f"{event.item_id} passed every gate: your decision", timeout=10)
+            self._ask(event.item_id)
+        elif isinstance(event, ManualEditNeeded):
+            self.bell()
+            self.push_screen(
+                ManualScreen(
+                    self.plan.item(event.item_id), event.instructions, str(event.repo)
+                ),
+                lambda done: self._manual_answer(event.item_id, done),
+            )
+        elif isinstance(event, Notice) and event.level != "info":
+            self.notify(event.message, severity=_severity(event.level), timeout=8)
+        elif isinstance(event, SessionFinished):
+            self._session_finished(event)
+        self._update_header()
+        self.refresh_bindings()
+
+    def _session_finished(self, event: SessionFinished) -> None:
+        if event.error:
+            self.notify(
+                event.error, title="Session stopped", severity="error", timeout=30
+            )
+        elif event.aborted:
+            self.notify("session aborted; the repository is back on main")
+        if self._exit_when_done:
+            self.exit(1 if event.error else 0)
+
+    def _drain(self) -> None:
+        lines, figures = self.bridge.drain()
+        if lines:
+            self.session.add_lines(lines)
+            for pane, log_id in ((STEPS_PANE, "#steps-log"), (K6_PANE, "#k6-log")):
+                new = [
+                    line.line
+                    for line in lines
+                    if line.item_id == self.shown and pane_of(line.step) == pane
+                ]
+                if new:
+                    self.query_one(log_id, Log).write_lines(new)
+        if figures:
+            self.session.add_figures(figures)
+            self.query_one(LatencyPane).update_live(self.session)
+
+    # What the panes show.
+
+    def _show(self, item_id: str | None) -> None:
+        changed = item_id != self.shown
+        self.shown = item_id
+        if item_id is not None:
+            item = self.plan.item(item_id)
+            self.query_one(ItemDetails).show(
+                item, self.session.items[item_id], self.session
+            )
+        if changed:
+            for pane, log_id in ((STEPS_PANE, "#steps-log"), (K6_PANE, "#k6-log")):
+                log = self.query_one(log_id, Log)
+                log.clear()
+                log.write_lines(list(self.session.log(item_id, pane)))
+            self._show_review(item_id)
+        self.query_one(LatencyPane).update_runs(item_id, self.session)
+
+    def _show_review(self, item_id: str | None) -> None:
+        review: Review | None = None
+        view = self.session.items.get(item_id) if item_id else None
+        if item_id is not None and (
+            view is None or view.state in REVIEWABLE or view.state is ItemState.PENDING
+        ):
+            review = find_review(self.engine.repo.git_dir, item_id)
+        self.query_one(ReviewPane).show(review, item_id)
+
+    @on(Tree.NodeHighlighted)
+    def _on_highlight(self, event: Tree.NodeHighlighted[str]) -> None:
+        if event.node.data is None:
+            return
+        if self.shown != event.node.data or self.selected is not None:
+            self.selected = event.node.data
+        self._show(event.node.data)
+        if self.session.items[event.node.data].state in REVIEWABLE:
+            self.query_one(TabbedContent).active = "review-tab"
+        self.refresh_bindings()
+
+    @on(Tree.NodeSelected)
+    def _on_select(self, event: Tree.NodeSelected[str]) -> None:
+        if event.node.data is not None and self._awaiting(event.node.data):
+            self._ask(event.node.data)
+
+    def _update_header(self) -> None:
+        session = self.session
+        parts = []
+        base = session.baseline_p99
+        parts.append(
+            f"baseline p99 {base:.1f} ms" if base is not None else "no baseline yet"
+        )
+        elapsed = int(self.clock() - session.step_started)
+        parts.append(f"{session.step} {elapsed // 60}:{elapsed % 60:02d}")
+        if self.engine.paused:
+            parts.append("PAUSED")
+        self.sub_title = " · ".join(parts)
+
+    # Decisions.
+
+    def _target(self) -> str | None:
+        """The item a key acts on: the one selected, else the running one."""
+        return self.selected or self.engine.current or self.shown
+
+    def _awaiting(self, item_id: str | None) -> bool:
+        if item_id is None:
+            return False
+        return self.session.items[item_id].decision is not None
+
+    def _waiting_item(self) -> str | None:
+        target = self._target()
+        if self._awaiting(target):
+            return target
+        for item_id, view in self.session.items.items():
+            if view.decision is not None:
+                return item_id
+        return None
+
+    def _ask(self, item_id: str) -> None:
+        question = self.session.items[item_id].decision
+        if question is None or self._asking is not None:
+            return
+        self._asking = item_id
+
+        def answered(choice: object) -> None:
+            self._asking = None
+            if choice is not None and self._awaiting(item_id):
+                assert isinstance(choice, Decision)
+                self.engine.decide(item_id, choice)
+
+        self.push_screen(
+            DecisionScreen(
+                self.plan.item(item_id), question, self.session.baseline_p99
+            ),
+            answered,
+        )
+
+    def _manual_answer(self, item_id: str, done: bool | None) -> None:
+        if done:
+            self.engine.manual_done(item_id)
+        else:
+            self.engine.skip(item_id, "skipped by the operator instead of editing")
+
+    # Actions.
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        target = self._target()
+        state = self.session.items[target].state if target else None
+        if action in ("merge", "reject", "answer"):
+            return self._waiting_item() is not None
+        if action in ("skip", "defer"):
+            return (
+                state is not None
+                and not state.final
+                and state is not ItemState.DEFERRED
+            )
+        if action == "bring_back":
+            return state in (ItemState.DEFERRED, ItemState.SKIPPED)
+        if action == "test_again":
+            return state is not None and (state.final or self._awaiting(target))
+        if action in ("pause", "abort"):
+            return self.session.running
+        if action == "follow":
+            return self.selected is not None
+        return True
+
+    def action_skip(self) -> None:
+        if (target := self._target()) is not None:
+            self.engine.skip(target)
+
+    def action_defer(self) -> None:
+        if (target := self._target()) is not None:
+            self.engine.defer(target)
+
+    def action_bring_back(self) -> None:
+        if (target := self._target()) is not None:
+            self.engine.restore(target)
+
+    def action_test_again(self) -> None:
+        target = self._target()
+        if target is None:
+            return
+        if self._awaiting(target):
+            self.engine.decide(target, Decision.RERUN)
+        else:
+            self.engine.retry(target)
+
+    def action_answer(self) -> None:
+        if (waiting := self._waiting_item()) is not None:
+            self._ask(waiting)
+
+    def action_merge(self) -> None:
+        self._decide("merge")
+
+    def action_reject(self) -> None:
+        self._decide("reject")
+
+    def _decide(self, choice: str) -> None:
+        if (waiting := self._waiting_item()) is not None:
+            self.engine.decide(waiting, Decision(choice))
+
+    def action_pause(self) -> None:
+        if self.engine.paused:
+            self.engine.resume()
+        else:
+            self.engine.pause()
+        self._update_header()
+
+    def action_abort(self) -> None:
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.engine.abort()
+
+        self.push_screen(
+            ConfirmScreen(
+                "Abort the session? The running step is stopped and the repository "
+                "is left clean on main."
+            ),
+            confirmed,
+        )
+
+    def action_follow(self) -> None:
+        self.selected = None
+        self._show(self.engine.current)
+        self.refresh_bindings()
+
+    def action_tab(self, index: int) -> None:
+        self.query_one(TabbedContent).active = TABS[index]
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_search(self) -> None:
+        def found(text: str | None) -> None:
+            if text:
+                self.search_text = text
+                self._search_from = 0
+                self.action_find_next()
+
+        self.push_screen(SearchScreen(), found)
+
+    def action_find_next(self) -> None:
+        if not self.search_text:
+            return
+        log = self._visible_log()
+        needle = self.search_text.lower()
+        lines = log.lines
+        for offset in range(len(lines)):
+            index = (self._search_from + offset) % len(lines)
+            if needle in lines[index].lower():
+                log.auto_scroll = False
+                log.scroll_to(y=index, animate=False)
+                self._search_from = index + 1
+                self.notify(f"line {index + 1}: {lines[index].strip()[:60]}", timeout=3)
+                return
+        self.notify(f"{self.search_text!r} not found", severity="warning", timeout=3)
+
+    def _visible_log(self) -> Log:
+        active = self.query_one(TabbedContent).active
+        if active == "k6-tab":
+            return self.query_one("#k6-log", Log)
+        if active == "review-tab":
+            return self.query_one("#review-log", Log)
+        return self.query_one("#steps-log", Log)
+
+    async def action_quit(self) -> None:
+        if not self.session.running:
+            self.exit(1 if self.session.finished and self.session.finished.error else 0)
+            return
+        if self.engine.current is None:
+            self._close_session()
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._close_session()
+
+        self.push_screen(
+            ConfirmScreen(
+                "Work is running. Quit? The running step is stopped and the "
+                "repository is left clean on main."
+            ),
+            confirmed,
+        )
+
+    def _close_session(self) -> None:
+        self._exit_when_done = True
+        if self.engine.current is None:
+            self.engine.close()
+        else:
+            self.engine.abort()
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            assert isinstance(binding, Binding)
+            name = binding.action.split("(")[0]
+            if binding.action.startswith("tab(") or name == "find_next":
+                continue
+            yield SystemCommand(
+                binding.description,
+                f"optui: {binding.description.lower()} (key {binding.key})",
+                getattr(self, f"action_{name}"),
+            )
+
+
+def _severity(level: str) -> SeverityLevel:
+    if level == "error":
+        return "error"
+    return "warning" if level == "warning" else "information"

@@ -1,0 +1,158 @@
+"""Modal screens: the operator's decisions and confirmations."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, Static
+
+from optui.events import Decision, DecisionNeeded
+from optui.plan import Item
+
+
+class DecisionScreen(ModalScreen[Decision | None]):
+    """An item passed every gate: merge, reject, test again, or defer it."""
+
+    BINDINGS = [
+        Binding("m", "choose('merge')", "Merge"),
+        Binding("r", "choose('reject')", "Reject"),
+        Binding("t", "choose('rerun')", "Test again"),
+        Binding("d", "choose('defer')", "Defer"),
+        Binding("escape", "later", "Decide later"),
+    ]
+
+    def __init__(self, item: Item, question: DecisionNeeded, baseline: float | None):
+        super().__init__()
+        self.item = item
+        self.question = question
+        self.baseline = baseline
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(
+                f"[b]{self.item.id}[/b] passed every gate: {self.item.title}",
+                id="dialog-title",
+            )
+            table: DataTable[str] = DataTable(id="gates", cursor_type="none")
+            table.add_columns("run", "gate", "measured", "limit", "")
+            for result in self.question.results:
+                table.add_row(
+                    str(result.run),
+                    result.gate,
+                    f"{result.value:.4g}",
+                    f"{result.limit:.4g}",
+                    "pass" if result.passed else "FAIL",
+                )
+            yield table
+            yield Static(self.question.diffstat.strip() or "(no diff)", id="diffstat")
+            yield Static(
+                "[b]m[/b] merge   [b]r[/b] reject   [b]t[/b] test again   "
+                "[b]d[/b] defer   [b]esc[/b] decide later",
+                id="dialog-keys",
+            )
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(Decision(choice))
+
+    def action_later(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes-or-no question."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(self.question, id="dialog-title")
+            yield Static("[b]y[/b] yes   [b]n[/b] no", id="dialog-keys")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class ManualScreen(ModalScreen[bool]):
+    """A manual item: the operator edits the working tree, then says done."""
+
+    BINDINGS = [
+        Binding("enter", "answer(True)", "Done"),
+        Binding("s", "answer(False)", "Skip"),
+    ]
+
+    def __init__(self, item: Item, instructions: str, repo: str) -> None:
+        super().__init__()
+        self.item = item
+        self.instructions = instructions
+        self.repo = repo
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(f"[b]{self.item.id}[/b]: edit by hand", id="dialog-title")
+            yield Static(self.instructions or "(no instructions given)")
+            yield Static(f"working tree: {self.repo} (on {self.item.branch})")
+            yield Static("[b]enter[/b] done   [b]s[/b] skip", id="dialog-keys")
+
+    def action_answer(self, done: bool) -> None:
+        self.dismiss(done)
+
+
+class SearchScreen(ModalScreen[str | None]):
+    """Asks for the text to find in the log on display."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="search-box"):
+            yield Static("find in log:")
+            yield Input(placeholder="text, then enter", id="search-input")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+HELP = """\
+[b]optui keys[/b]
+
+  [b]s[/b]        skip the selected item (a running one is stopped cleanly first)
+  [b]d[/b]        defer the selected item
+  [b]b[/b]        bring a deferred or skipped item back
+  [b]t[/b]        test the selected item again (a finished one, from scratch)
+  [b]enter[/b]    answer the item waiting for you: merge, reject, test again, defer
+  [b]m[/b] / [b]r[/b]    merge / reject the item waiting for you
+  [b]p[/b]        pause after the current step; again to resume
+  [b]x[/b]        abort the session (asks; leaves the repository clean on main)
+  [b]/[/b]        find text in the log on display; [b]n[/b] finds the next match
+  [b]1[/b]-[b]4[/b]      show the steps log, k6 output, latency, or failure review
+  [b]?[/b]        this help
+  [b]q[/b]        quit (asks while work is running)
+  [b]ctrl+p[/b]   the command palette: every action by name
+
+Press escape to close."""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("question_mark", "close", "Close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(HELP)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,206 @@
+"""The main screen's parts: the plan tree, item details, latency and review."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import DataTable, Log, Sparkline, Static, Tree
+from textual.widgets.tree import TreeNode
+from textual_plotext import PlotextPlot
+
+from optui.events import ItemState
+from optui.plan import Item, Plan
+from optui.review import Review
+from optui.tui.view import ItemView, SessionView
+
+STATE_MARKS = {
+    ItemState.PENDING: ("·", "dim"),
+    ItemState.DEFERRED: ("⏸", "dim yellow"),
+    ItemState.SKIPPED: ("»", "dim"),
+    ItemState.AWAITING_DECISION: ("?", "bold magenta"),
+    ItemState.MERGED: ("✔", "bold green"),
+    ItemState.PASSED: ("✓", "green"),
+    ItemState.REJECTED: ("✘", "yellow"),
+    ItemState.FAILED: ("✘", "bold red"),
+    ItemState.ERROR: ("!", "bold red"),
+}
+ACTIVE_MARK = ("▶", "bold cyan")
+
+
+def item_label(item: Item, view: ItemView) -> Text:
+    mark, style = STATE_MARKS.get(view.state, ACTIVE_MARK)
+    label = Text()
+    label.append(f"{mark} ", style)
+    label.append(item.id, "bold" if view.state.active else "")
+    label.append(f"  {item.risk.value}", "dim")
+    state = view.state.value
+    if view.state is ItemState.TESTING and view.detail:
+        state = f"testing {view.detail}"
+    label.append(f"  {state}", style)
+    return label
+
+
+class PlanTree(Tree[str]):
+    """Phases and their items, each with its state at a glance."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(plan.name, id="plan-tree")
+        self.plan = plan
+        self.show_root = False
+        self.guide_depth = 2
+
+    def build(self, session: SessionView) -> None:
+        self.clear()
+        for phase in self.plan.phases:
+            label = phase.name + (
+                f"  (deferred: {phase.deferred})" if phase.deferred else ""
+            )
+            branch = self.root.add(label, expand=True)
+            for item in phase.items:
+                branch.add_leaf(item_label(item, session.items[item.id]), data=item.id)
+
+    def refresh_item(self, item: Item, view: ItemView) -> None:
+        for node in self._leaves():
+            if node.data == item.id:
+                node.set_label(item_label(item, view))
+
+    def select_item(self, item_id: str) -> None:
+        for node in self._leaves():
+            if node.data == item_id:
+                self.move_cursor(node)
+
+    def _leaves(self) -> list[TreeNode[str]]:
+        return [leaf for phase in self.root.children for leaf in phase.children]
+
+
+class ItemDetails(Vertical):
+    """The selected item: what it is, how it is applied, and every run's figures."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="item-summary")
+        table: DataTable[str] = DataTable(id="runs-table", cursor_type="none")
+        yield table
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        table.add_columns("run", "gate", "measured", "limit", "baseline", "")
+
+    def show(self, item: Item, view: ItemView, session: SessionView) -> None:
+        apply = f"{item.apply.kind.value} {item.apply.source or '(not given)'}"
+        lines = [
+            f"[b]{item.id}[/b]  {item.title}",
+            f"risk {item.risk.value} · phase {item.phase}"
+            + (f" · task {item.task}" if item.task else ""),
+            f"expected: {item.expect or '-'}",
+            f"applied by: {apply}",
+            f"state: {view.state.value}" + (f" — {view.detail}" if view.detail else ""),
+        ]
+        if item.require_improvement:
+            lines.append("must improve on main's latency to be merged")
+        if view.commit:
+            lines.append(f"commit: {view.commit[:12]}")
+        if view.kept_ref:
+            lines.append(f"kept as: {view.kept_ref}")
+        self.query_one("#item-summary", Static).update("\n".join(lines))
+        table = self.query_one("#runs-table", DataTable)
+        table.clear()
+        for run in view.runs:
+            if run.error:
+                table.add_row(
+                    str(run.run), "could not measure", run.error, "", "", "ERROR"
+                )
+            for result in run.results:
+                base = _baseline_of(result.gate, session)
+                table.add_row(
+                    str(result.run),
+                    result.gate,
+                    f"{result.value:.4g}",
+                    f"{result.limit:.4g}",
+                    f"{base:.4g}" if base is not None else "",
+                    "pass" if result.passed else "FAIL",
+                )
+
+
+def _baseline_of(gate: str, session: SessionView) -> float | None:
+    """Main's value of the figure a gate reads (baseline keys read 'metric: stat')."""
+    for key, value in session.baseline.items():
+        if gate.startswith(f"{key} "):
+            return value
+    return None
+
+
+class LatencyPane(Vertical):
+    """p99 per second of the run under way, and each run's p99 against main."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("p99 per second of the current run", id="live-title")
+        yield Sparkline([], id="live-p99")
+        yield PlotextPlot(id="runs-plot")
+
+    def update_live(self, session: SessionView) -> None:
+        self.query_one("#live-p99", Sparkline).data = list(session.live_p99)
+        run = session.live_run
+        title = "p99 per second of the current run"
+        if run is not None and session.live_p99:
+            who = run[0] or "baseline"
+            title += f" ({who}, run {run[1]}): {session.live_p99[-1]:.1f} ms now"
+        self.query_one("#live-title", Static).update(title)
+
+    def update_runs(self, item_id: str | None, session: SessionView) -> None:
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        base_runs = [r.figures.get("p99_ms", 0.0) for r in session.baseline_runs]
+        runs = session.items[item_id].runs if item_id else []
+        values = [r.figures.get("p99_ms", 0.0) for r in runs if not r.error]
+        labels = [f"main {i}" for i in range(1, len(base_runs) + 1)]
+        labels += [f"run {r.run}" for r in runs if not r.error]
+        if labels:
+            plt.bar(labels, base_runs + values, color="cyan")
+        baseline = session.baseline_p99
+        if baseline is not None and labels:
+            plt.hline(baseline, "green")
+            plt.hline(baseline * 1.10, "red")
+        plt.title("p99 (ms) of each run; green: baseline, red: +10% band")
+        plot.refresh()
+
+
+class ReviewPane(VerticalScroll):
+    """Why an item did not land, read back from the journal."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("Select an item that failed to review it.", id="review-summary")
+        yield Log(id="review-log", max_lines=5_000, auto_scroll=False)
+
+    def show(self, review: Review | None, item_id: str | None) -> None:
+        summary = self.query_one("#review-summary", Static)
+        log = self.query_one("#review-log", Log)
+        log.clear()
+        if review is None:
+            message = "Nothing to review"
+            summary.update(f"{message} for {item_id}." if item_id else f"{message}.")
+            return
+        lines = [f"[b]{review.item_id}[/b]: {review.state} — {review.reason}"]
+        lines.append(f"session {review.session}")
+        for gate in review.failed_gates:
+            lines.append(
+                f"  run {gate.run}: [red]{gate.gate}[/red] measured {gate.value:.4g}, "
+                f"limit {gate.limit:.4g}"
+            )
+        if review.failed_step:
+            lines.append(f"  step that failed: {review.failed_step}")
+        for threshold in review.thresholds:
+            lines.append(f"  k6: {threshold}")
+        if review.log_path is not None:
+            where = (
+                f"line {review.first_error + 1}"
+                if review.first_error is not None
+                else "start"
+            )
+            lines.append(f"log: {review.log_path.name}, from {where}")
+        summary.update("\n".join(lines))
+        log.write_lines(review.log_lines)
+        if review.first_error is not None:
+            log.scroll_to(y=review.first_error, animate=False)
