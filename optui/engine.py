@@ -366,7 +366,7 @@ class Engine:
         """Wait, with nothing left to run, for the operator to queue more or close."""
         self._wake.clear()
         if not self._pending_left():
-            self._emit(Notice("nothing left to run; bring an item back, or quit"))
+            self._emit(Notice("nothing left to run: bring an item back, or quit"))
             while not self._wake.wait(0.2):
                 pass
 
@@ -381,9 +381,15 @@ class Engine:
             except queue.Empty:
                 return
 
-    def _wait_while_paused(self) -> None:
+    def _wait_while_paused(self, before: str = "the next item") -> None:
+        """Hold here while paused; a stop (skip, defer, abort) ends the wait."""
+        if self._running.is_set():
+            return
+        self._emit(Notice(f"paused before {before}"))
         while not self._running.wait(0.2):
-            pass
+            if self._cancel.is_set():
+                break
+        self._raise_if_stopped()
 
     # Main's baseline.
 
@@ -654,6 +660,11 @@ class Engine:
     def _set_state(
         self, record: ItemRecord | None, state: ItemState, run: int | None = None
     ) -> None:
+        """Report the step about to start; a pause takes effect here, not in a step."""
+        if state is not ItemState.TEARING_DOWN:
+            who = record.item.id if record is not None else "the baseline"
+            run_text = f" run {run}" if run else ""
+            self._wait_while_paused(f"{who}: {state.value}{run_text}")
         if record is not None:
             detail = f"run {run} of {self.plan.runs}" if run else ""
             self._set(record, state, detail, run=run)
