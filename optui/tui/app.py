@@ -15,6 +15,7 @@ from textual.widgets import Footer, Header, Log, TabbedContent, TabPane, Tree
 
 from optui.engine import Engine
 from optui.events import (
+    BaselineSet,
     Decision,
     DecisionNeeded,
     ItemFinished,
@@ -23,6 +24,7 @@ from optui.events import (
     Notice,
     SessionFinished,
     StateChanged,
+    StepStarted,
 )
 from optui.plan import Plan
 from optui.review import Review, find_review
@@ -34,7 +36,15 @@ from optui.tui.screens import (
     ManualScreen,
     SearchScreen,
 )
-from optui.tui.view import K6_PANE, PANE_LINES, STEPS_PANE, SessionView, pane_of
+from optui.tui.view import (
+    K6_PANE,
+    P99_KEY,
+    PANE_LINES,
+    STEPS_PANE,
+    SessionView,
+    pane_of,
+    shown_lines,
+)
 from optui.tui.widgets import ItemDetails, LatencyPane, PlanTree, ReviewPane
 
 DRAIN_SECONDS = 0.1
@@ -91,8 +101,12 @@ class OptuiApp(App[int]):
         """The item whose logs and figures the panes show (None: main's baseline)."""
         self.search_text = ""
         self._search_from = 0
+        self.found_line: int | None = None
+        """The line of the last match in the log on display."""
         self._exit_when_done = False
         self._asking: str | None = None
+        self._closing = False
+        self._logs: dict[str, Log] = {}
 
     # Layout.
 
@@ -115,6 +129,10 @@ class OptuiApp(App[int]):
 
     def on_mount(self) -> None:
         self.title = f"optui · {self.plan.name}"
+        self._logs = {
+            STEPS_PANE: self.query_one("#steps-log", Log),
+            K6_PANE: self.query_one("#k6-log", Log),
+        }
         self.query_one(PlanTree).build(self.session)
         self.query_one(PlanTree).focus()
         first = next(self.plan.items(), None)
@@ -133,6 +151,13 @@ class OptuiApp(App[int]):
                 exit_on_error=False,
             )
 
+    def on_unmount(self) -> None:
+        self._closing = True
+        # However the app ends, the engine stops its step and cleans up the
+        # repository before the process exits.
+        if self.session.started is None or self.session.finished is None:
+            self.engine.abort()
+
     # Engine events.
 
     @on(EngineEvent)
@@ -147,6 +172,11 @@ class OptuiApp(App[int]):
                 self.selected is None and event.state.active
             ) or event.item_id == self.shown:
                 self._show(event.item_id)
+        baseline_step = isinstance(event, StepStarted) and event.item_id is None
+        if baseline_step and self.selected is None and self.shown is not None:
+            self._show(None)
+        if isinstance(event, BaselineSet):
+            self._baseline_moved(event)
         if isinstance(event, ItemFinished) and event.item_id == self.shown:
             self._show_review(event.item_id)
         if isinstance(event, DecisionNeeded):
@@ -168,6 +198,13 @@ class OptuiApp(App[int]):
         self._update_header()
         self.refresh_bindings()
 
+    def _baseline_moved(self, event: BaselineSet) -> None:
+        p99 = event.values.get(P99_KEY)
+        if p99 is not None and not event.source.startswith("measured"):
+            self.notify(f"baseline p99 is now {p99:.1f} ms ({event.source})", timeout=8)
+        if self.shown is None:
+            self._show(None)
+
     def _session_finished(self, event: SessionFinished) -> None:
         if event.error:
             self.notify(
@@ -179,17 +216,20 @@ class OptuiApp(App[int]):
             self.exit(1 if event.error else 0)
 
     def _drain(self) -> None:
+        """Write what streamed in since the last tick, one batch per pane."""
         lines, figures = self.bridge.drain()
+        if self._closing:
+            return
         if lines:
             self.session.add_lines(lines)
-            for pane, log_id in ((STEPS_PANE, "#steps-log"), (K6_PANE, "#k6-log")):
-                new = [
-                    line.line
-                    for line in lines
-                    if line.item_id == self.shown and pane_of(line.step) == pane
-                ]
-                if new:
-                    self.query_one(log_id, Log).write_lines(new)
+            batches: dict[str, list[str]] = {STEPS_PANE: [], K6_PANE: []}
+            for line in lines:
+                if line.item_id == self.shown:
+                    batches[pane_of(line.step)].append(line.line)
+            for pane, batch in batches.items():
+                if batch:
+                    # A pane keeps PANE_LINES at most: write no more than that.
+                    self._logs[pane].write_lines(shown_lines(batch[-PANE_LINES:]))
         if figures:
             self.session.add_figures(figures)
             self.query_one(LatencyPane).update_live(self.session)
@@ -199,16 +239,19 @@ class OptuiApp(App[int]):
     def _show(self, item_id: str | None) -> None:
         changed = item_id != self.shown
         self.shown = item_id
-        if item_id is not None:
+        if self.selected is None and item_id is not None:
+            # Following the engine: the tree's cursor stays on what is shown.
+            self.query_one(PlanTree).select_item(item_id)
+        details = self.query_one(ItemDetails)
+        if item_id is None:
+            details.show_baseline(self.session)
+        else:
             item = self.plan.item(item_id)
-            self.query_one(ItemDetails).show(
-                item, self.session.items[item_id], self.session
-            )
+            details.show(item, self.session.items[item_id], self.session)
         if changed:
-            for pane, log_id in ((STEPS_PANE, "#steps-log"), (K6_PANE, "#k6-log")):
-                log = self.query_one(log_id, Log)
+            for pane, log in self._logs.items():
                 log.clear()
-                log.write_lines(list(self.session.log(item_id, pane)))
+                log.write_lines(shown_lines(self.session.log(item_id, pane)))
             self._show_review(item_id)
         self.query_one(LatencyPane).update_runs(item_id, self.session)
 
@@ -245,7 +288,10 @@ class OptuiApp(App[int]):
             f"baseline p99 {base:.1f} ms" if base is not None else "no baseline yet"
         )
         elapsed = int(self.clock() - session.step_started)
-        parts.append(f"{session.step} {elapsed // 60}:{elapsed % 60:02d}")
+        if session.idle:
+            parts.append("every item has ended: bring one back, or quit")
+        else:
+            parts.append(f"{session.step} · {elapsed // 60}:{elapsed % 60:02d}")
         if self.engine.paused:
             parts.append("PAUSED")
         self.sub_title = " · ".join(parts)
@@ -312,8 +358,10 @@ class OptuiApp(App[int]):
             return state in (ItemState.DEFERRED, ItemState.SKIPPED)
         if action == "test_again":
             return state is not None and (state.final or self._awaiting(target))
-        if action in ("pause", "abort"):
+        if action == "pause":
             return self.session.running
+        if action == "abort":
+            return self.session.running and not self.session.idle
         if action == "follow":
             return self.selected is not None
         return True
@@ -405,6 +453,7 @@ class OptuiApp(App[int]):
                 log.auto_scroll = False
                 log.scroll_to(y=index, animate=False)
                 self._search_from = index + 1
+                self.found_line = index
                 self.notify(f"line {index + 1}: {lines[index].strip()[:60]}", timeout=3)
                 return
         self.notify(f"{self.search_text!r} not found", severity="warning", timeout=3)

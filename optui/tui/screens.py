@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -32,21 +33,23 @@ class DecisionScreen(ModalScreen[Decision | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Static(
-                f"[b]{self.item.id}[/b] passed every gate: {self.item.title}",
+                f"[b]{escape(self.item.id)}[/b] passed every gate: "
+                f"{escape(self.item.title)}",
                 id="dialog-title",
             )
             table: DataTable[str] = DataTable(id="gates", cursor_type="none")
-            table.add_columns("run", "gate", "measured", "limit", "")
+            table.add_columns("run", "", "measured", "limit", "gate")
             for result in self.question.results:
                 table.add_row(
                     str(result.run),
-                    result.gate,
+                    "pass" if result.passed else "FAIL",
                     f"{result.value:.4g}",
                     f"{result.limit:.4g}",
-                    "pass" if result.passed else "FAIL",
+                    result.gate,
                 )
             yield table
-            yield Static(self.question.diffstat.strip() or "(no diff)", id="diffstat")
+            diffstat = self.question.diffstat.rstrip() or "(no diff)"
+            yield Static(escape(diffstat), id="diffstat")
             yield Static(
                 "[b]m[/b] merge   [b]r[/b] reject   [b]t[/b] test again   "
                 "[b]d[/b] defer   [b]esc[/b] decide later",
@@ -75,7 +78,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(self.question, id="dialog-title")
+            yield Static(escape(self.question), id="dialog-title")
             yield Static("[b]y[/b] yes   [b]n[/b] no", id="dialog-keys")
 
     def action_answer(self, answer: bool) -> None:
@@ -98,9 +101,11 @@ class ManualScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(f"[b]{self.item.id}[/b]: edit by hand", id="dialog-title")
-            yield Static(self.instructions or "(no instructions given)")
-            yield Static(f"working tree: {self.repo} (on {self.item.branch})")
+            yield Static(
+                f"[b]{escape(self.item.id)}[/b]: edit by hand", id="dialog-title"
+            )
+            yield Static(escape(self.instructions or "(no instructions given)"))
+            yield Static(escape(f"working tree: {self.repo} (on {self.item.branch})"))
             yield Static("[b]enter[/b] done   [b]s[/b] skip", id="dialog-keys")
 
     def action_answer(self, done: bool) -> None:
@@ -131,9 +136,10 @@ HELP = """\
   [b]d[/b]        defer the selected item
   [b]b[/b]        bring a deferred or skipped item back
   [b]t[/b]        test the selected item again (a finished one, from scratch)
-  [b]enter[/b]    answer the item waiting for you: merge, reject, test again, defer
+  [b]a[/b], [b]enter[/b] answer the item waiting for you (merge, reject, ...)
   [b]m[/b] / [b]r[/b]    merge / reject the item waiting for you
   [b]p[/b]        pause after the current step; again to resume
+  [b]f[/b]        follow the running item again after selecting another
   [b]x[/b]        abort the session (asks; leaves the repository clean on main)
   [b]/[/b]        find text in the log on display; [b]n[/b] finds the next match
   [b]1[/b]-[b]4[/b]      show the steps log, k6 output, latency, or failure review

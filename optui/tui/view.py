@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from optui.events import (
@@ -14,6 +14,7 @@ from optui.events import (
     ItemFinished,
     ItemState,
     LiveFigures,
+    Notice,
     OutputLine,
     RunMeasured,
     SessionFinished,
@@ -24,6 +25,8 @@ from optui.events import (
 )
 from optui.plan import Plan
 
+IDLE_NOTICE = "nothing left to run"
+"""How the engine's notice that it waits for the operator begins."""
 PANE_LINES = 5_000
 """Lines each log pane keeps per item in memory; the full logs are on disk."""
 P99_KEY = "http_req_duration{expected_response:true}: p(99)"
@@ -34,6 +37,11 @@ K6_PANE = "k6"
 
 def pane_of(step: Step) -> str:
     return K6_PANE if step is Step.TEST else STEPS_PANE
+
+
+def shown_lines(lines: Iterable[str]) -> list[str]:
+    """Lines as a Log widget must get them: it drops an empty line, so pad it."""
+    return [line or " " for line in lines]
 
 
 @dataclass
@@ -67,6 +75,8 @@ class SessionView:
     logs: dict[tuple[str | None, str], deque[str]] = field(default_factory=dict)
     live_p99: deque[float] = field(default_factory=lambda: deque(maxlen=120))
     live_run: tuple[str | None, int] | None = None
+    idle: bool = False
+    """Every item has ended; the engine waits for one to be brought back."""
 
     def __post_init__(self) -> None:
         self.step_started = self.clock()
@@ -89,6 +99,7 @@ class SessionView:
         if isinstance(event, SessionStarted):
             self.started = event
         elif isinstance(event, StateChanged):
+            self.idle = False
             view = self.items[event.item_id]
             view.state, view.detail = event.state, event.detail
             if event.state is not ItemState.AWAITING_DECISION:
@@ -122,6 +133,8 @@ class SessionView:
             view.decision = None
             self.step = f"{event.item_id}: {event.state.value}"
             self.step_started = self.clock()
+        elif isinstance(event, Notice) and event.message.startswith(IDLE_NOTICE):
+            self.idle = True
         elif isinstance(event, SessionFinished):
             self.finished = event
             self.current = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
@@ -9,10 +10,10 @@ from textual.widgets import DataTable, Log, Sparkline, Static, Tree
 from textual.widgets.tree import TreeNode
 from textual_plotext import PlotextPlot
 
-from optui.events import ItemState
+from optui.events import ItemState, RunMeasured
 from optui.plan import Item, Plan
 from optui.review import Review
-from optui.tui.view import ItemView, SessionView
+from optui.tui.view import ItemView, SessionView, shown_lines
 
 STATE_MARKS = {
     ItemState.PENDING: ("·", "dim"),
@@ -84,41 +85,55 @@ class ItemDetails(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
-        table.add_columns("run", "gate", "measured", "limit", "baseline", "")
+        table.add_columns("run", "", "measured", "limit", "baseline", "gate")
 
     def show(self, item: Item, view: ItemView, session: SessionView) -> None:
         apply = f"{item.apply.kind.value} {item.apply.source or '(not given)'}"
+        task = f" · task {item.task}" if item.task else ""
+        detail = f" — {view.detail}" if view.detail else ""
         lines = [
-            f"[b]{item.id}[/b]  {item.title}",
-            f"risk {item.risk.value} · phase {item.phase}"
-            + (f" · task {item.task}" if item.task else ""),
-            f"expected: {item.expect or '-'}",
-            f"applied by: {apply}",
-            f"state: {view.state.value}" + (f" — {view.detail}" if view.detail else ""),
+            f"[b]{escape(item.id)}[/b]  {escape(item.title)}",
+            escape(f"risk {item.risk.value} · phase {item.phase}{task}"),
+            escape(f"expected: {item.expect or '-'}"),
+            escape(f"applied by: {apply}"),
+            escape(f"state: {view.state.value}{detail}"),
         ]
         if item.require_improvement:
-            lines.append("must improve on main's latency to be merged")
+            lines.append("must improve: gates against the baseline become '< baseline'")
         if view.commit:
             lines.append(f"commit: {view.commit[:12]}")
         if view.kept_ref:
             lines.append(f"kept as: {view.kept_ref}")
         self.query_one("#item-summary", Static).update("\n".join(lines))
+        self._fill(view.runs, session)
+
+    def show_baseline(self, session: SessionView) -> None:
+        """Main's own measurement, which every item is compared with."""
+        p99 = session.baseline_p99
+        lines = [
+            f"[b]{escape(session.plan.main)}[/b]  the baseline",
+            "main is built, deployed and tested before the first item; after a "
+            "merge, the merged item's runs take its place",
+            f"baseline p99: {p99:.4g} ms" if p99 is not None else "not measured yet",
+        ]
+        self.query_one("#item-summary", Static).update("\n".join(lines))
+        self._fill(session.baseline_runs, session)
+
+    def _fill(self, runs: list[RunMeasured], session: SessionView) -> None:
         table = self.query_one("#runs-table", DataTable)
         table.clear()
-        for run in view.runs:
+        for run in runs:
             if run.error:
-                table.add_row(
-                    str(run.run), "could not measure", run.error, "", "", "ERROR"
-                )
+                table.add_row(str(run.run), "ERROR", "", "", "", run.error)
             for result in run.results:
                 base = _baseline_of(result.gate, session)
                 table.add_row(
                     str(result.run),
-                    result.gate,
+                    "pass" if result.passed else Text("FAIL", "bold red"),
                     f"{result.value:.4g}",
                     f"{result.limit:.4g}",
                     f"{base:.4g}" if base is not None else "",
-                    "pass" if result.passed else "FAIL",
+                    result.gate,
                 )
 
 
@@ -182,17 +197,19 @@ class ReviewPane(VerticalScroll):
             message = "Nothing to review"
             summary.update(f"{message} for {item_id}." if item_id else f"{message}.")
             return
-        lines = [f"[b]{review.item_id}[/b]: {review.state} — {review.reason}"]
-        lines.append(f"session {review.session}")
+        lines = [f"[b]{escape(review.item_id)}[/b]: {review.state}"]
+        lines.append(f"session {escape(review.session)}")
         for gate in review.failed_gates:
             lines.append(
-                f"  run {gate.run}: [red]{gate.gate}[/red] measured {gate.value:.4g}, "
-                f"limit {gate.limit:.4g}"
+                f"  run {gate.run}: [red]{escape(gate.gate)}[/red] measured "
+                f"{gate.value:.4g}, limit {gate.limit:.4g}"
             )
+        if not review.failed_gates:
+            lines.append(f"  {escape(review.reason)}")
         if review.failed_step:
-            lines.append(f"  step that failed: {review.failed_step}")
+            lines.append(f"  step that failed: {escape(review.failed_step)}")
         for threshold in review.thresholds:
-            lines.append(f"  k6: {threshold}")
+            lines.append(f"  k6: {escape(threshold)}")
         if review.log_path is not None:
             where = (
                 f"line {review.first_error + 1}"
@@ -201,6 +218,6 @@ class ReviewPane(VerticalScroll):
             )
             lines.append(f"log: {review.log_path.name}, from {where}")
         summary.update("\n".join(lines))
-        log.write_lines(review.log_lines)
+        log.write_lines(shown_lines(review.log_lines))
         if review.first_error is not None:
             log.scroll_to(y=review.first_error, animate=False)
