@@ -54,7 +54,7 @@ from optui.events import (
 from optui.gates import Gate, GateResult, MissingFigure, baseline_values, evaluate
 from optui.gitops import TargetRepo
 from optui.journal import Journal
-from optui.plan import ApplyKind, Item, Plan
+from optui.plan import ApplyKind, Item, Plan, ReadyKind
 from optui.proc import CommandResult, run_command
 from optui.ready import wait_until_ready
 
@@ -412,7 +412,9 @@ class Engine:
             )
         self._set_baseline(measurement, f"measured on {self.plan.main}")
 
-    def _set_baseline(self, measurement: Measurement, source: str) -> None:
+    def _set_baseline(
+        self, measurement: Measurement, source: str, item_id: str | None = None
+    ) -> None:
         try:
             self.baseline = baseline_values(self.plan.gates, measurement.summaries)
         except MissingFigure as exc:
@@ -420,7 +422,7 @@ class Engine:
         main_sha = self.repo.resolve(self.plan.main) or ""
         values = {f"{m}: {s}": v for (m, s), v in self.baseline.items()}
         self._journal("baseline", values=values, source=source, main_sha=main_sha)
-        self._emit(BaselineSet(values, source, main_sha))
+        self._emit(BaselineSet(values, source, main_sha, item_id))
         self._warn_absent_counters(measurement)
 
     def _warn_absent_counters(self, measurement: Measurement) -> None:
@@ -586,7 +588,7 @@ class Engine:
         record.commit = repo.merge_no_ff(item.branch, message)
         repo.delete_branch(item.branch)
         self._finish(record, ItemState.MERGED, f"merged as {record.commit[:12]}")
-        self._set_baseline(m, f"runs of merged {item.id}")
+        self._set_baseline(m, f"runs of merged {item.id}", item.id)
 
     def _clean_up(self, record: ItemRecord, main_sha: str, untracked: set[str]) -> None:
         """Back to a clean main; keep the item's commit under refs/optui/."""
@@ -683,7 +685,11 @@ class Engine:
         assert self.journal is not None
         ready = self.plan.ready
         log_path = self.journal.step_log(item_id, Step.READY.value)
-        description = f"{ready.kind.value} {ready.target}"
+        description = {
+            ReadyKind.SLEEP: f"sleep {ready.target}",
+            ReadyKind.HTTP: f"GET {ready.target} until 2xx",
+            ReadyKind.COMMAND: ready.target,
+        }[ready.kind]
         self._emit(StepStarted(item_id, Step.READY, description, log_path))
         started = time.monotonic()
         try:

@@ -205,6 +205,8 @@ class BaselineSet(Event):
     source: str
     """``measured on main`` or ``runs of merged <item>``."""
     main_sha: str
+    item_id: str | None = None
+    """The merged item whose runs are now the baseline; None for main's own."""
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ class Review:
     """The log to read first: the failed step's, or the failing run's test log."""
     log_lines: tuple[str, ...] = ()
     first_error: int | None = None
-    """Index in log_lines of the first line that looks like an error."""
+    """Index in log_lines of the first line that looks like an error; for a
+    failed gate, the line of k6's summary that reports its metric."""
     thresholds: tuple[str, ...] = ()
     """k6's own threshold messages from the test logs."""
     runs: tuple[dict[str, Any], ...] = field(default=())
@@ -70,6 +71,9 @@ def review_item(journal: Path, item_id: str) -> Review | None:
     )
     failed_step, log_path = _failed_step(attempt, failed_gates)
     lines = _read_log(log_path)
+    first = first_error_line(lines)
+    if failed_gates and failed_step is None:
+        first = _metric_line(lines, failed_gates[0].gate) or first
     return Review(
         item_id=item_id,
         state=outcome["state"],
@@ -79,7 +83,7 @@ def review_item(journal: Path, item_id: str) -> Review | None:
         failed_step=failed_step,
         log_path=log_path,
         log_lines=lines,
-        first_error=first_error_line(lines),
+        first_error=first,
         thresholds=_thresholds(attempt),
         runs=tuple(r for r in attempt if r["type"] == "run"),
     )
@@ -97,6 +101,15 @@ def find_review(git_dir: Path, item_id: str) -> Review | None:
 def first_error_line(lines: tuple[str, ...] | list[str]) -> int | None:
     for index, line in enumerate(lines):
         if not line.startswith("$ ") and _ERROR_WORDS.search(line):
+            return index
+    return None
+
+
+def _metric_line(lines: tuple[str, ...], gate: str) -> int | None:
+    """Where k6's printed summary reports the metric a failed gate reads."""
+    metric = gate.split(":", 1)[0].split("{", 1)[0].strip()
+    for index, line in enumerate(lines):
+        if line.strip().startswith(metric) and "..." in line:
             return index
     return None
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from conftest import git
 from engine_helpers import assert_clean_on_main, item, write_plan
+from textual.command import CommandPalette
 from textual.message import Message
 from textual.pilot import Pilot
-from textual.widgets import Log, Static, TabbedContent
+from textual.widgets import Log, OptionList, Static, TabbedContent
 
 from optui import k6
 from optui.demo.builder import create_demo_repo
@@ -40,7 +41,7 @@ async def until(pilot: Pilot[int], check: Callable[[], bool], what: str) -> None
             assert isinstance(app, OptuiApp)
             pytest.fail(
                 f"timed out waiting for {what}; the tree shows:\n{tree_text(app)}\n"
-                f"header: {app.sub_title}"
+                f"header: {app.sub_title}; screens: {app.screen_stack}"
             )
         await pilot.pause(0.05)
 
@@ -55,6 +56,20 @@ async def select(pilot: Pilot[int], app: OptuiApp, item_id: str) -> None:
             return
         await pilot.press(key)
     pytest.fail(f"{item_id} not reachable in the tree")
+
+
+async def palette(pilot: Pilot[int], command: str) -> None:
+    """Run a command from the palette by typing its name, as an operator would."""
+    await pilot.press("ctrl+p")
+    await until(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), "palette")
+    await pilot.press(*command)
+
+    def offered() -> bool:
+        options = pilot.app.screen.query_one(OptionList)
+        return options.option_count > 0 and options.highlighted is not None
+
+    await until(pilot, offered, f"{command} to be offered")
+    await pilot.press("enter")
 
 
 def paused_notices(seen: list[Message]) -> int:
@@ -254,3 +269,32 @@ async def test_quit_while_running_asks_and_leaves_main_clean(session_plan) -> No
         await until(pilot, lambda: not app.is_running, "the app to exit")
     assert app.session.finished is not None and app.session.finished.aborted
     assert_clean_on_main(repo)
+
+
+async def test_every_action_is_in_the_command_palette(tmp_path: Path) -> None:
+    repo = create_demo_repo(tmp_path / "payments").repo
+    plan = write_plan(tmp_path, repo, item("precompute-fees", "cherry-pick: HEAD"))
+    app = OptuiApp(plan, start=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        assert {
+            "Skip",
+            "Defer",
+            "Bring back",
+            "Test again",
+            "Answer",
+            "Merge",
+            "Reject",
+            "Pause/resume",
+            "Abort",
+            "Follow running",
+            "Find",
+            "Help",
+            "Quit",
+        } <= titles
+        await palette(pilot, "Find")
+        await until(pilot, lambda: isinstance(app.screen, SearchScreen), "find")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, SearchScreen), "closing")
+        await palette(pilot, "Help")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "help")

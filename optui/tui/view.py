@@ -124,6 +124,8 @@ class SessionView:
                 self.items[event.item_id].runs.append(event)
         elif isinstance(event, BaselineSet):
             self.baseline = dict(event.values)
+            if event.item_id is not None:
+                self.baseline_runs = list(self.items[event.item_id].runs)
         elif isinstance(event, DecisionNeeded):
             self.items[event.item_id].decision = event
         elif isinstance(event, ItemFinished):

@@ -170,7 +170,7 @@ class LatencyPane(Vertical):
         base_runs = [r.figures.get("p99_ms", 0.0) for r in session.baseline_runs]
         runs = session.items[item_id].runs if item_id else []
         values = [r.figures.get("p99_ms", 0.0) for r in runs if not r.error]
-        labels = [f"main {i}" for i in range(1, len(base_runs) + 1)]
+        labels = [f"base {i}" for i in range(1, len(base_runs) + 1)]
         labels += [f"run {r.run}" for r in runs if not r.error]
         if labels:
             plt.bar(labels, base_runs + values, color="cyan")
