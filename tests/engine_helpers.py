@@ -13,8 +13,9 @@ from optui.engine import Engine
 from optui.events import Decision, DecisionNeeded, Event, SessionFinished
 from optui.plan import Plan, load_plan
 
-LOOSE_P99 = "http_req_duration{expected_response:true}: p(99) <= baseline * 1.5"
-"""A latency gate wide enough that a change with no effect passes on a busy machine."""
+LOOSE_P99 = "http_req_duration{expected_response:true}: p(99) <= baseline + 40"
+"""A latency gate wide enough that a change with no effect passes on a busy machine,
+even against a fast baseline whose one-second runs spike by 10-15 ms."""
 
 
 def write_plan(

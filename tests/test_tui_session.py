@@ -179,7 +179,7 @@ async def test_an_operators_whole_session(session_plan) -> None:  # type: ignore
         await pilot.press("4")
         assert app.query_one(TabbedContent).active == "review-tab"
         summary = str(app.query_one("#review-summary", Static).render())
-        assert "p(99) <= baseline * 1.5" in summary
+        assert "p(99) <= baseline + 40" in summary
         assert "test-run1.log" in summary
         review_log = app.query_one("#review-log", Log)
         assert review_log.line_count > 0
