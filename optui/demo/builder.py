@@ -5,6 +5,12 @@ on ``main``, and one branch ``demo/<item-id>`` per plan item, each a single
 commit off that first one. The files under ``changes/<item-id>/`` replace their
 namesakes in the service; every item touches a different module, so the items
 cherry-pick onto main in any order without conflicts.
+
+The Docker variant is the same repository with one more item, whose change only
+shows in a container with a memory limit; its ignored ``local.mk`` tells the
+Makefile to deploy into such a container. That item edits the ledger module as
+``cache-balances`` does, in lines that one leaves alone, so that all the items
+still cherry-pick in any order.
 """
 
 from __future__ import annotations
@@ -26,10 +32,15 @@ _HERE = Path(__file__).resolve().parent
 _TARGET = _HERE / "target"
 _CHANGES = _HERE / "changes"
 _PLAN = _HERE / "plan.yaml"
+_DOCKER_PLAN = _HERE / "plan-docker.yaml"
 
-# The package ships data files by suffix, and none for dot files or Markdown;
-# these two travel under other names.
-_RENAMED = {"gitignore.txt": ".gitignore", "README.txt": "README.md"}
+# The package ships data files by suffix, and none for dot files, Markdown or
+# a Dockerfile; these travel under other names.
+_RENAMED = {
+    "gitignore.txt": ".gitignore",
+    "README.txt": "README.md",
+    "Dockerfile.txt": "Dockerfile",
+}
 _SKIPPED_DIRS = {"__pycache__", "run"}
 _SKIPPED_SUFFIXES = (".pyc",)
 
@@ -111,6 +122,25 @@ once and deepen the listen backlog to match.
 )
 
 
+DOCKER_CHANGES: tuple[DemoChange, ...] = (
+    DemoChange(
+        "bigger-ledger-cache",
+        """\
+perf(ledger): reserve a 150 MB page cache for the ledger store
+
+Ledger pages read from the store are worth keeping. Reserve the cache when
+the server starts, so that filling it never allocates on the request path.
+""",
+    ),
+)
+"""Items of the Docker variant's plan only: their effect needs a memory limit."""
+
+
+def docker_project(port: int) -> str:
+    """The compose project label, and container name, of the service on ``port``."""
+    return f"optui-demo-{port}"
+
+
 @dataclass(frozen=True)
 class DemoTarget:
     """A demo repository made by `create_demo_repo`."""
@@ -120,12 +150,19 @@ class DemoTarget:
     port: int
     """The TCP port the service listens on, written to the ignored ``local.mk``."""
     plan_path: Path
-    """The demo plan as shipped in the package."""
+    """The demo plan as shipped in the package, for the variant made."""
+    docker_project: str | None = None
+    """The Docker variant's compose project label, which is also the container's
+    name; None when the service runs as a local process."""
 
 
-def demo_plan_path() -> Path:
-    """Return the path of the demo plan shipped in the package."""
-    return _PLAN
+def demo_plan_path(docker: bool = False) -> Path:
+    """Return the path of the demo plan shipped in the package.
+
+    Args:
+        docker: The plan of the Docker variant rather than the local one.
+    """
+    return _DOCKER_PLAN if docker else _PLAN
 
 
 def free_port() -> int:
@@ -136,12 +173,17 @@ def free_port() -> int:
     return port
 
 
-def create_demo_repo(path: Path, port: int | None = None) -> DemoTarget:
+def create_demo_repo(
+    path: Path, port: int | None = None, docker: bool = False
+) -> DemoTarget:
     """Create the demo repository in ``path``, which must be empty or absent.
 
     Args:
         path: Folder for the new repository.
         port: Port for the service; a free one on 127.0.0.1 when None.
+        docker: Make the Docker variant: ``make up`` runs the service in a
+            container with a memory limit, and the Docker plan's extra items
+            get their branches.
 
     Raises:
         OptuiError: ``path`` is a file or a folder with something in it, or the
@@ -153,9 +195,10 @@ def create_demo_repo(path: Path, port: int | None = None) -> DemoTarget:
         raise OptuiError(f"port must be between 1 and 65535, not {port}")
     created = _claim_folder(path)
     chosen = free_port() if port is None else port
+    changes = DEMO_CHANGES + DOCKER_CHANGES if docker else DEMO_CHANGES
 
     try:
-        _build_history(path)
+        _build_history(path, changes)
     except git.GitCommandError as error:
         _discard(path, created)
         raise GitError(
@@ -166,9 +209,28 @@ def create_demo_repo(path: Path, port: int | None = None) -> DemoTarget:
         _discard(path, created)
         raise
 
-    (path / "local.mk").write_text(f"PORT = {chosen}\n", encoding="utf-8")
-    log.info("created demo repository in %s (service port %d)", path, chosen)
-    return DemoTarget(repo=path, port=chosen, plan_path=_PLAN)
+    project = docker_project(chosen) if docker else None
+    (path / "local.mk").write_text(_local_settings(chosen, project), encoding="utf-8")
+    log.info(
+        "created demo repository in %s (service port %d, %s)",
+        path,
+        chosen,
+        f"container {project}" if project else "local process",
+    )
+    return DemoTarget(
+        repo=path,
+        port=chosen,
+        plan_path=demo_plan_path(docker),
+        docker_project=project,
+    )
+
+
+def _local_settings(port: int, project: str | None) -> str:
+    """The ignored ``local.mk``: the port, and for Docker the deployment's names."""
+    lines = [f"PORT = {port}"]
+    if project is not None:
+        lines += ["DEMO_DEPLOY = docker", f"DEMO_PROJECT = {project}"]
+    return "".join(f"{line}\n" for line in lines)
 
 
 def _claim_folder(path: Path) -> bool:
@@ -200,7 +262,7 @@ def _discard(path: Path, created: bool) -> None:
             child.unlink(missing_ok=True)
 
 
-def _build_history(path: Path) -> None:
+def _build_history(path: Path, changes: tuple[DemoChange, ...]) -> None:
     repo = git.Repo.init(path, initial_branch=MAIN_BRANCH)
     with repo.config_writer() as config:
         config.set_value("user", "name", AUTHOR_NAME)
@@ -213,7 +275,7 @@ def _build_history(path: Path) -> None:
     initial = repo.head.commit.hexsha
     log.debug("demo main starts at %s", initial)
 
-    for change in DEMO_CHANGES:
+    for change in changes:
         repo.git.checkout("-q", "-b", change.branch, initial)
         _copy_files(_CHANGES / change.item_id, path)
         _commit_all(repo, change.message)
