@@ -68,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="make the demo repository here and keep it (default: a temporary folder)",
     )
+    demo.add_argument(
+        "--docker",
+        action="store_true",
+        help="deploy the demo service as a container with a memory limit",
+    )
     _add_run_options(demo)
     demo.set_defaults(func=_demo)
     return parser
@@ -162,11 +167,13 @@ def _demo(args: argparse.Namespace) -> int:
 def _demo_in(folder: Path, args: argparse.Namespace, *, keep: bool) -> int:
     from optui.demo.builder import create_demo_repo
 
-    target = create_demo_repo(folder)
+    target = create_demo_repo(folder, docker=args.docker)
     print(
         f"optui: demo repository made in {target.repo} (service on port {target.port})"
     )
     plan = load_plan(target.plan_path).with_repo(target.repo)
+    if target.docker_project is not None:
+        plan = plan.with_docker_project(target.docker_project)
     status = _session(plan, args)
     if keep:
         print(f"optui: the demo repository stays in {target.repo}: see git log --graph")

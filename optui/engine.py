@@ -34,6 +34,7 @@ from optui.errors import (
 )
 from optui.events import (
     BaselineSet,
+    ContainerFigures,
     Decision,
     DecisionNeeded,
     Event,
@@ -57,6 +58,7 @@ from optui.journal import Journal
 from optui.plan import ApplyKind, Item, Plan, ReadyKind
 from optui.proc import CommandResult, run_command
 from optui.ready import wait_until_ready
+from optui.stackwatch import FAULT_GATE, RunWatch, StackWatch
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +146,7 @@ class Engine:
         self._stop: _Stop | None = None
         self._env: dict[str, str] = {}
         self._log_handler: logging.Handler | None = None
+        self._stack: StackWatch | None = None
         self.error: OptuiError | None = None
         """What stopped the session early, once run() has returned."""
 
@@ -325,6 +328,11 @@ class Engine:
                 "set them with git config"
             )
         problems.extend(self._check_programs())
+        if self.plan.docker is not None and self._stack is None:
+            try:
+                self._stack = StackWatch.connect(self.plan.docker)
+            except PreflightError as exc:
+                problems.append(str(exc))
         if not problems:
             problems.extend(str(p) for p in check_plan(self.plan, repo).problems)
         if problems:
@@ -647,12 +655,16 @@ class Engine:
                 measured, summary = self._test_run(item_id, run, gates)
                 runs.append(measured)
                 if measured.error:
+                    self._capture_container_logs(item_id)
                     return Measurement(tuple(runs), tuple(summaries), measured.error)
                 assert summary is not None
                 summaries.append(summary)
-                if not measured.passed and self.plan.fail_fast:
-                    break
+                if not measured.passed:
+                    self._capture_container_logs(item_id)
+                    if self.plan.fail_fast:
+                        break
         except StepError as exc:
+            self._capture_container_logs(item_id)
             return Measurement(tuple(runs), tuple(summaries), str(exc))
         finally:
             self._set_state(record, ItemState.TEARING_DOWN)
@@ -689,18 +701,32 @@ class Engine:
             ReadyKind.SLEEP: f"sleep {ready.target}",
             ReadyKind.HTTP: f"GET {ready.target} until 2xx",
             ReadyKind.COMMAND: ready.target,
+            ReadyKind.DOCKER: "every container running and healthy",
         }[ready.kind]
         self._emit(StepStarted(item_id, Step.READY, description, log_path))
         started = time.monotonic()
+
+        def on_line(line: str) -> None:
+            self._emit(OutputLine(item_id, Step.READY, line))
+
         try:
-            wait_until_ready(
-                ready,
-                cwd=self.repo.path,
-                env=self._env,
-                cancel=self._cancel,
-                on_line=lambda line: self._emit(OutputLine(item_id, Step.READY, line)),
-                log_path=log_path,
-            )
+            if ready.kind is ReadyKind.DOCKER:
+                assert self._stack is not None
+                self._stack.wait_ready(
+                    timeout=ready.timeout,
+                    interval=ready.interval,
+                    cancel=self._cancel,
+                    on_line=on_line,
+                )
+            else:
+                wait_until_ready(
+                    ready,
+                    cwd=self.repo.path,
+                    env=self._env,
+                    cancel=self._cancel,
+                    on_line=on_line,
+                    log_path=log_path,
+                )
         except StepError as exc:
             self._step_done(item_id, Step.READY, False, str(exc), started, log_path)
             raise StepError(f"ready: {exc}") from None
@@ -731,6 +757,12 @@ class Engine:
 
         sampler = k6.LiveSampler(samples_path, on_second)
         sampler.start()
+        if self._stack is not None:
+            self._stack.begin_run(
+                lambda samples: self._emit(
+                    ContainerFigures(item_id, run, tuple(samples))
+                )
+            )
         try:
             result = self._command(
                 item_id,
@@ -743,8 +775,9 @@ class Engine:
             )
         finally:
             sampler.stop()
+            watch = self._stack.end_run() if self._stack is not None else None
         measured, summary = self._judge_run(
-            item_id, run, gates, result, summary_path, samples_path, tail
+            item_id, run, gates, result, summary_path, samples_path, tail, watch
         )
         samples_path.unlink(missing_ok=True)
         self._journal(
@@ -755,6 +788,7 @@ class Engine:
             figures=measured.figures,
             results=[dataclasses.asdict(r) for r in measured.results],
             summary=str(summary_path) if summary_path.exists() else None,
+            containers=watch.memory_mb if watch is not None else None,
         )
         self._emit(measured)
         return measured, summary
@@ -768,6 +802,7 @@ class Engine:
         summary_path: Path,
         samples_path: Path,
         tail: collections.deque[str],
+        watch: RunWatch | None = None,
     ) -> tuple[RunMeasured, k6.Summary | None]:
         runs = self.plan.runs
         if result.cancelled:
@@ -782,10 +817,20 @@ class Engine:
                 summary = k6.fill_from_samples(
                     summary, samples_path, [g.key for g in gates]
                 )
+            if watch is not None:
+                summary = k6.Summary(
+                    {**summary.metrics, **watch.metrics}, summary.source
+                )
             results = tuple(evaluate(gates, summary, self.baseline, run))
         except (K6Error, MissingFigure) as exc:
             reason = f"test {result.describe()}; {exc}" if not result.ok else str(exc)
             return RunMeasured(item_id, run, runs, (), reason), None
+        if watch is not None and watch.faults:
+            # A container that died fails the run, even when k6 itself passed.
+            fault = GateResult(
+                FAULT_GATE, run, len(watch.faults), 0, False, "; ".join(watch.faults)
+            )
+            results = (*results, fault)
         figures = _headline(summary)
         return RunMeasured(item_id, run, runs, results, None, figures), summary
 
@@ -798,6 +843,18 @@ class Engine:
             raise K6Error(
                 f"k6 wrote no summary to {path} and printed none that could be read"
             ) from None
+
+    def _capture_container_logs(self, item_id: str | None) -> None:
+        """Keep the containers' recent output for failure review, before down."""
+        if self._stack is None or self.journal is None:
+            return
+        folder = self.journal.step_log(item_id, "containers").with_suffix("")
+        try:
+            saved = self._stack.capture_logs(folder)
+        except Exception as exc:
+            log.warning("could not read the containers' logs: %s", exc)
+            return
+        self._journal("container_logs", item=item_id, logs=saved)
 
     def _tear_down(self, item_id: str | None) -> None:
         """Run the down command; it runs even after a stop, but not forever."""
@@ -1009,6 +1066,7 @@ def _headline(summary: k6.Summary) -> dict[str, float]:
         ("med_ms", "http_req_duration{expected_response:true}", "med"),
         ("requests", "http_reqs", "count"),
         ("failed_rate", "http_req_failed", "rate"),
+        ("memory_peak_mb", "container_memory_peak", "value"),
     ):
         value = summary.stat(metric, stat)
         if value is None and "{" in metric:

@@ -9,8 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from optui.gates import GateResult
+
+if TYPE_CHECKING:
+    from optui.containers import ContainerSample
 
 
 class ItemState(Enum):
@@ -176,6 +180,15 @@ class LiveFigures(Event):
     requests: int
     failures: int
     p99_ms: float | None
+
+
+@dataclass(frozen=True)
+class ContainerFigures(Event):
+    """One round of the stack's containers' CPU and memory, during a run."""
+
+    item_id: str | None
+    run: int
+    samples: tuple[ContainerSample, ...]
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,9 @@ class ReadyKind(Enum):
     SLEEP = "sleep"
     HTTP = "http"
     COMMAND = "command"
+    DOCKER = "docker"
+    """Every container of the plan's stack running and, where it has a health
+    check, healthy."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,18 @@ class Ready:
     """Seconds before readiness counts as failed."""
     interval: float = 0.5
     """Seconds between two attempts."""
+
+
+@dataclass(frozen=True)
+class DockerStack:
+    """The containers a deployment runs, as the Docker Engine knows them."""
+
+    project: str | None = None
+    """The compose project: containers labelled com.docker.compose.project=<it>."""
+    names: tuple[str, ...] = ()
+    """Containers named one by one, with or without a project."""
+    memory_budget_mb: float | None = None
+    """The memory the whole stack may use, shown against its total."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +169,8 @@ class Plan:
     """Stop testing an item at its first failed run."""
     digest: str = ""
     """SHA-256 of the plan file's text, to notice edits made during a session."""
+    docker: DockerStack | None = None
+    """The stack's containers, when the plan watches them through the engine."""
 
     def items(self) -> Iterator[Item]:
         for phase in self.phases:
@@ -167,6 +184,12 @@ class Plan:
 
     def with_repo(self, repo: Path) -> Plan:
         return dataclasses.replace(self, repo=repo)
+
+    def with_docker_project(self, project: str) -> Plan:
+        stack = self.docker or DockerStack()
+        return dataclasses.replace(
+            self, docker=dataclasses.replace(stack, project=project)
+        )
 
     def gates_for(self, item: Item) -> tuple[Gate, ...]:
         """The gates an item is held to: improvement gates where it must improve."""
@@ -185,10 +208,12 @@ TOP_KEYS = (
     "phases",
     "timeouts",
     "fail_fast",
+    "docker",
 )
+DOCKER_KEYS = ("project", "containers", "memory_budget_mb")
 TARGET_KEYS = ("repo", "main")
 COMMAND_KEYS = ("build", "up", "down", "test")
-READY_KEYS = ("sleep", "http", "command", "timeout", "interval")
+READY_KEYS = ("sleep", "http", "command", "docker", "timeout", "interval")
 TIMEOUT_KEYS = ("apply", "build", "up", "down", "test")
 PHASE_KEYS = ("name", "deferred", "items")
 ITEM_KEYS = (
@@ -257,6 +282,13 @@ class _PlanBuilder:
         if "fail_fast" in top:
             fail_fast = self.r.boolean(top["fail_fast"].value, "fail_fast") is not False
         gates = self._gates(top.get("gates"))
+        docker = self._docker(top.get("docker"))
+        if ready.kind is ReadyKind.DOCKER and docker is None:
+            self.r.fail(
+                top["ready"].value,
+                "ready.docker needs a 'docker' section naming the project or "
+                "the containers",
+            )
         if "phases" not in top:
             self.r.fail(root, "the plan has no 'phases'")
             phases: tuple[Phase, ...] = ()
@@ -274,6 +306,7 @@ class _PlanBuilder:
             phases=phases,
             timeouts=timeouts,
             fail_fast=fail_fast,
+            docker=docker,
         )
 
     def _text(self, fields: dict[str, Field], key: str, what: str) -> str | None:
@@ -318,15 +351,20 @@ class _PlanBuilder:
         fields = self.r.mapping(entry.value, "ready", READY_KEYS)
         if fields is None:
             return Ready()
-        kinds = [k for k in ("sleep", "http", "command") if k in fields]
+        kinds = [k for k in ("sleep", "http", "command", "docker") if k in fields]
         if len(kinds) != 1:
             self.r.fail(
-                entry.value, "ready: give exactly one of 'sleep', 'http' or 'command'"
+                entry.value,
+                "ready: give exactly one of 'sleep', 'http', 'command' or 'docker'",
             )
             return Ready()
         kind = ReadyKind(kinds[0])
         node = fields[kinds[0]].value
-        if kind is ReadyKind.SLEEP:
+        if kind is ReadyKind.DOCKER:
+            if self.r.boolean(node, "ready.docker") is not True:
+                self.r.fail(node, "ready.docker: write 'docker: true'")
+            target = "containers"
+        elif kind is ReadyKind.SLEEP:
             seconds = self.r.number(node, "ready.sleep")
             target = f"{seconds:g}" if seconds is not None else "0"
         else:
@@ -346,6 +384,30 @@ class _PlanBuilder:
                 or 0.5
             )
         return Ready(kind, target, timeout, interval)
+
+    def _docker(self, entry: Field | None) -> DockerStack | None:
+        if entry is None:
+            return None
+        fields = self.r.mapping(entry.value, "docker", DOCKER_KEYS)
+        if fields is None:
+            return None
+        project = self._text(fields, "project", "docker.project")
+        names: list[str] = []
+        if "containers" in fields:
+            for node in (
+                self.r.sequence(fields["containers"].value, "docker.containers") or ()
+            ):
+                name = self.r.string(node, "docker.containers entry")
+                if name:
+                    names.append(name)
+        if not project and not names:
+            self.r.fail(entry.value, "docker: give a 'project' or 'containers'")
+        budget = None
+        if "memory_budget_mb" in fields:
+            budget = self.r.number(
+                fields["memory_budget_mb"].value, "docker.memory_budget_mb", minimum=1
+            )
+        return DockerStack(project or None, tuple(names), budget)
 
     def _timeouts(self, entry: Field | None) -> Timeouts:
         if entry is None:

@@ -52,6 +52,16 @@ class Review:
     """k6's own threshold messages from the test logs."""
     runs: tuple[dict[str, Any], ...] = field(default=())
     """The attempt's run records, as journaled."""
+    container_logs: tuple[tuple[str, Path], ...] = ()
+    """Each container's recent output, saved when a step or run failed."""
+
+    def container_lines(self, limit: int = 200) -> list[str]:
+        """The containers' logs, each under a heading, for display after the log."""
+        lines: list[str] = []
+        for name, path in self.container_logs:
+            lines.append(f"── container {name} ({path.name}) ──")
+            lines.extend(list(_read_log(path))[-limit:])
+        return lines
 
 
 def review_item(journal: Path, item_id: str) -> Review | None:
@@ -86,6 +96,7 @@ def review_item(journal: Path, item_id: str) -> Review | None:
         first_error=first,
         thresholds=_thresholds(attempt),
         runs=tuple(r for r in attempt if r["type"] == "run"),
+        container_logs=_container_logs(attempt),
     )
 
 
@@ -151,6 +162,15 @@ def _thresholds(attempt: list[dict[str, Any]]) -> tuple[str, ...]:
                 if _THRESHOLD.search(line) and line.strip() not in found:
                     found.append(line.strip())
     return tuple(found)
+
+
+def _container_logs(attempt: list[dict[str, Any]]) -> tuple[tuple[str, Path], ...]:
+    saved: dict[str, Path] = {}
+    for record in attempt:
+        if record["type"] == "container_logs":
+            for name, path in (record.get("logs") or {}).items():
+                saved[name] = Path(path)
+    return tuple(sorted(saved.items()))
 
 
 def _path(value: object) -> Path | None:

@@ -26,29 +26,37 @@ def write_plan(
     runs: int = 1,
     p99_gate: str = LOOSE_P99,
     test: str = "make k6",
+    ready: str = "command: make health",
+    extra: str = "",
+    gates: tuple[str, ...] = (),
 ) -> Plan:
-    """A plan for the demo service with the given items (YAML, one phase)."""
-    text = textwrap.dedent(
-        f"""\
-        name: Engine test
-        target:
-          repo: {repo}
-        commands:
-          test: {test}
-        ready:
-          command: make health
-          timeout: 20
-          interval: 0.1
-        runs: {runs}
-        gates:
-          - "http_req_failed: rate == 0"
-          - "payments_inconsistency: count == 0"
-          - "{p99_gate}"
-        phases:
-          - name: Items
-            items:
-        """
-    ) + textwrap.indent(textwrap.dedent(items), " " * 6)
+    """A plan for the demo service with the given items (YAML, one phase).
+
+    extra: more top-level YAML (a docker section, say); gates: more gates.
+    """
+    all_gates = (
+        "http_req_failed: rate == 0",
+        "payments_inconsistency: count == 0",
+        p99_gate,
+        *gates,
+    )
+    head = [
+        "name: Engine test",
+        "target:",
+        f"  repo: {repo}",
+        "commands:",
+        f"  test: {test}",
+        "ready:",
+        f"  {ready}",
+        "  timeout: 20",
+        "  interval: 0.1",
+        f"runs: {runs}",
+        "gates:",
+        *(f'  - "{gate}"' for gate in all_gates),
+    ]
+    text = "\n".join(head) + "\n" + textwrap.dedent(extra)
+    text += "phases:\n  - name: Items\n    items:\n"
+    text += textwrap.indent(textwrap.dedent(items), " " * 6)
     path = folder / "plan.yaml"
     path.write_text(text)
     return load_plan(path)

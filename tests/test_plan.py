@@ -222,3 +222,27 @@ def test_reapply_plan_matches_the_agreed_order() -> None:
 def test_demo_plan_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
     status, output = check(ROOT / "plans" / "demo.yaml", capsys=capsys)
     assert status == 0, output
+
+
+def test_docker_section_and_readiness(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "ready:\n  http: http://127.0.0.1:9/health\n  timeout: 5\n",
+        "docker:\n  project: payments\n  containers: [redis]\n"
+        "  memory_budget_mb: 350\nready:\n  docker: true\n  timeout: 30\n",
+    )
+    plan = load_plan(write(tmp_path, text))
+    assert plan.docker is not None
+    assert plan.docker.project == "payments"
+    assert plan.docker.names == ("redis",)
+    assert plan.docker.memory_budget_mb == 350
+    assert plan.ready.kind is ReadyKind.DOCKER
+    assert plan.with_docker_project("other").docker.project == "other"  # type: ignore[union-attr]
+
+
+def test_docker_readiness_needs_a_stack(tmp_path: Path) -> None:
+    text = MINIMAL.replace("  http: http://127.0.0.1:9/health\n", "  docker: true\n")
+    problems = problems_of(write(tmp_path, text))
+    assert any("ready.docker needs a 'docker' section" in p for p in problems)
+    text = MINIMAL + "docker:\n  memory_budget_mb: 10\n"
+    problems = problems_of(write(tmp_path, text))
+    assert any("docker: give a 'project' or 'containers'" in p for p in problems)

@@ -16,12 +16,14 @@ from textual.widgets import Footer, Header, Log, TabbedContent, TabPane, Tree
 from optui.engine import Engine
 from optui.events import (
     BaselineSet,
+    ContainerFigures,
     Decision,
     DecisionNeeded,
     ItemFinished,
     ItemState,
     ManualEditNeeded,
     Notice,
+    RunMeasured,
     SessionFinished,
     StateChanged,
     StepStarted,
@@ -45,12 +47,18 @@ from optui.tui.view import (
     pane_of,
     shown_lines,
 )
-from optui.tui.widgets import ItemDetails, LatencyPane, PlanTree, ReviewPane
+from optui.tui.widgets import (
+    ContainersPane,
+    ItemDetails,
+    LatencyPane,
+    PlanTree,
+    ReviewPane,
+)
 
 DRAIN_SECONDS = 0.1
 """How often streamed output is written to the panes, in one batch."""
 REVIEWABLE = {ItemState.FAILED, ItemState.ERROR, ItemState.REJECTED}
-TABS = ("steps-tab", "k6-tab", "latency-tab", "review-tab")
+TABS = ("steps-tab", "k6-tab", "latency-tab", "review-tab", "containers-tab")
 
 
 class OptuiApp(App[int]):
@@ -75,6 +83,7 @@ class OptuiApp(App[int]):
         Binding("2", "tab(1)", "k6", show=False),
         Binding("3", "tab(2)", "Latency", show=False),
         Binding("4", "tab(3)", "Review", show=False),
+        Binding("5", "tab(4)", "Containers", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -125,6 +134,9 @@ class OptuiApp(App[int]):
                         yield LatencyPane(id="latency")
                     with TabPane("Review", id="review-tab"):
                         yield ReviewPane(id="review")
+                    if self.plan.docker is not None:
+                        with TabPane("Containers", id="containers-tab"):
+                            yield ContainersPane(id="containers")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -175,8 +187,17 @@ class OptuiApp(App[int]):
         baseline_step = isinstance(event, StepStarted) and event.item_id is None
         if baseline_step and self.selected is None and self.shown is not None:
             self._show(None)
+        if (
+            isinstance(event, RunMeasured)
+            and event.item_id is None
+            and self.shown is None
+        ):
+            self._show(None)
         if isinstance(event, BaselineSet):
             self._baseline_moved(event)
+        if isinstance(event, ContainerFigures):
+            self.query_one(ContainersPane).update_stack(self.session)
+            return
         if isinstance(event, ItemFinished) and event.item_id == self.shown:
             self._show_review(event.item_id)
         if isinstance(event, DecisionNeeded):
@@ -427,7 +448,8 @@ class OptuiApp(App[int]):
         self.refresh_bindings()
 
     def action_tab(self, index: int) -> None:
-        self.query_one(TabbedContent).active = TABS[index]
+        if index < len(TABS) - 1 or self.plan.docker is not None:
+            self.query_one(TabbedContent).active = TABS[index]
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

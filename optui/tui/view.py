@@ -6,9 +6,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from optui.events import (
     BaselineSet,
+    ContainerFigures,
     DecisionNeeded,
     Event,
     ItemFinished,
@@ -24,6 +26,9 @@ from optui.events import (
     StepStarted,
 )
 from optui.plan import Plan
+
+if TYPE_CHECKING:
+    from optui.containers import ContainerSample
 
 IDLE_NOTICE = "nothing left to run"
 """How the engine's notice that it waits for the operator begins."""
@@ -77,6 +82,9 @@ class SessionView:
     live_run: tuple[str | None, int] | None = None
     idle: bool = False
     """Every item has ended; the engine waits for one to be brought back."""
+    container_memory: dict[str, deque[float]] = field(default_factory=dict)
+    """Each container's memory in MB, one value per sample, newest last."""
+    container_latest: dict[str, ContainerSample] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.step_started = self.clock()
@@ -122,6 +130,13 @@ class SessionView:
                 self.baseline_runs.append(event)
             else:
                 self.items[event.item_id].runs.append(event)
+        elif isinstance(event, ContainerFigures):
+            for sample in event.samples:
+                series = self.container_memory.setdefault(
+                    sample.name, deque(maxlen=120)
+                )
+                series.append(sample.memory_bytes / 1e6)
+                self.container_latest[sample.name] = sample
         elif isinstance(event, BaselineSet):
             self.baseline = dict(event.values)
             if event.item_id is not None:

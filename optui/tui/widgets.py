@@ -182,6 +182,48 @@ class LatencyPane(Vertical):
         plot.refresh()
 
 
+class ContainersPane(VerticalScroll):
+    """Each container's CPU and memory while tests run, and the stack's total."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("No container figures yet.", id="stack-total")
+
+    def update_stack(self, session: SessionView) -> None:
+        budget = session.plan.docker.memory_budget_mb if session.plan.docker else None
+        total = sum(s.memory_bytes for s in session.container_latest.values()) / 1e6
+        text = f"stack: {total:.0f} MB"
+        if budget:
+            text += f" of a {budget:.0f} MB budget ({total / budget:.0%})"
+        self.query_one("#stack-total", Static).update(text)
+        for name, sample in sorted(session.container_latest.items()):
+            key = _widget_id(name)
+            limit = sample.memory_limit_bytes
+            row = (
+                f"{escape(name)}: cpu {sample.cpu_percent:.0f}% · memory "
+                f"{sample.memory_bytes / 1e6:.0f} MB"
+                + (f" of {limit / 1e6:.0f} MB" if limit else "")
+            )
+            labels = self.query(f"#label-{key}")
+            if labels:
+                labels.first(Static).update(row)
+                self.query_one(f"#spark-{key}", Sparkline).data = list(
+                    session.container_memory[name]
+                )
+            else:
+                self.mount(Static(row, id=f"label-{key}", classes="container-row"))
+                self.mount(
+                    Sparkline(
+                        list(session.container_memory[name]),
+                        id=f"spark-{key}",
+                        classes="container-spark",
+                    )
+                )
+
+
+def _widget_id(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
 class ReviewPane(VerticalScroll):
     """Why an item did not land, read back from the journal."""
 
@@ -210,6 +252,9 @@ class ReviewPane(VerticalScroll):
             lines.append(f"  step that failed: {escape(review.failed_step)}")
         for threshold in review.thresholds:
             lines.append(f"  k6: {escape(threshold)}")
+        if review.container_logs:
+            names = ", ".join(name for name, _ in review.container_logs)
+            lines.append(f"containers' logs below the step's: {escape(names)}")
         if review.log_path is not None:
             where = (
                 f"line {review.first_error + 1}"
@@ -219,5 +264,7 @@ class ReviewPane(VerticalScroll):
             lines.append(f"log: {review.log_path.name}, from {where}")
         summary.update("\n".join(lines))
         log.write_lines(shown_lines(review.log_lines))
+        if review.container_logs:
+            log.write_lines(shown_lines(review.container_lines()))
         if review.first_error is not None:
             log.scroll_to(y=review.first_error, animate=False)
