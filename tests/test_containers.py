@@ -32,7 +32,8 @@ try:
     connect(timeout=5.0).close()
 except PreflightError:
     pytest.skip(
-        "no Docker Engine: start one with `dockerd` (see FACTS) or set DOCKER_HOST",
+        "no Docker Engine: start one with `dockerd` (as .ci/run does) "
+        "or set DOCKER_HOST",
         allow_module_level=True,
     )
 
