@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optui.errors import GitError, Problem
+from optui.errors import Problem
 from optui.gitops import TargetRepo
 from optui.plan import ApplyKind, Item, Plan
 
@@ -70,45 +67,16 @@ def _check_item(plan: Plan, item: Item, repo: TargetRepo | None) -> Problem | No
         if not patch.is_file():
             return problem(f"item {item.id!r}: patch {patch} does not exist")
         if repo is not None:
-            reason = patch_applies(repo, patch, plan.main)
+            reason = repo.apply_problem(patch, plan.main)
             if reason:
                 return problem(
                     f"item {item.id!r}: patch {patch.name} does not apply to "
                     f"{plan.main}: {reason}"
                 )
-    picking = apply.kind is ApplyKind.CHERRY_PICK and repo is not None
+    picking = apply.kind is ApplyKind.CHERRY_PICK
     if picking and repo is not None and repo.resolve(apply.source) is None:
         return problem(
             f"item {item.id!r}: {apply.source!r} does not resolve to a commit "
             f"in {repo.path}"
         )
     return None
-
-
-def patch_applies(repo: TargetRepo, patch: Path, branch: str) -> str | None:
-    """Why patch does not apply to branch (not the working tree), or None if it does."""
-    with tempfile.TemporaryDirectory(prefix="optui-index-") as folder:
-        env = {**os.environ, "GIT_INDEX_FILE": str(Path(folder) / "index")}
-        try:
-            subprocess.run(
-                ["git", "read-tree", branch],
-                cwd=repo.path,
-                env=env,
-                check=True,
-                capture_output=True,
-            )
-        except subprocess.CalledProcessError as exc:
-            raise GitError(
-                f"cannot read {branch}: {exc.stderr.decode().strip()}"
-            ) from exc
-        result = subprocess.run(
-            ["git", "apply", "--check", "--cached", str(patch)],
-            cwd=repo.path,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-    if result.returncode == 0:
-        return None
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    return "; ".join(lines[-3:]) or f"git apply exited {result.returncode}"

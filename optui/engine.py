@@ -53,7 +53,7 @@ from optui.events import (
     StepStarted,
 )
 from optui.gates import Gate, GateResult, MissingFigure, baseline_values, evaluate
-from optui.gitops import TargetRepo
+from optui.gitops import NothingToCommit, TargetRepo
 from optui.journal import Journal
 from optui.plan import ApplyKind, Item, Plan, ReadyKind
 from optui.proc import CommandResult, run_command
@@ -514,10 +514,8 @@ class Engine:
     def _commit_or_explain(self, item: Item, nothing: str) -> None:
         try:
             self.repo.commit_all(self._commit_message(item))
-        except GitError as exc:
-            if "no change" in str(exc):
-                raise StepError(nothing) from None
-            raise
+        except NothingToCommit:
+            raise StepError(nothing) from None
 
     def _commit_message(self, item: Item) -> str:
         body = [item.expect] if item.expect else []

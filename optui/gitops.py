@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,10 @@ log = logging.getLogger(__name__)
 
 KEPT_PREFIX = "refs/optui"
 """Where the commits of items that did not land are kept, so none is lost."""
+
+
+class NothingToCommit(GitError):
+    """The working tree holds no change to commit."""
 
 
 @dataclass(frozen=True)
@@ -45,9 +51,9 @@ class TargetRepo:
         """The repository's common git directory (shared by its worktrees)."""
         return Path(self.repo.common_dir).resolve()
 
-    def _run(self, *args: str) -> str:
+    def _run(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         try:
-            return str(self.git.execute(["git", *args]))
+            return str(self.git.execute(["git", *args], env=env))
         except git.GitCommandError as exc:
             stderr = (exc.stderr or "").strip().removeprefix("stderr:").strip(" '\n")
             raise GitError(f"git {' '.join(args)} failed: {stderr or exc}") from exc
@@ -159,25 +165,34 @@ class TargetRepo:
                 ) from exc
             raise
 
-    def apply_check(self, patch: Path) -> str | None:
-        """Why a patch does not apply to the working tree, or None if it does."""
-        try:
-            self._run("apply", "--check", str(patch))
-        except GitError as exc:
-            return str(exc).split("failed: ", 1)[-1]
+    def apply_problem(self, patch: Path, tree: str = "HEAD") -> str | None:
+        """Why patch does not apply to tree's files, or None if it does.
+
+        The check runs against a scratch index, so it needs no checkout and
+        leaves the working tree and the real index alone.
+        """
+        with tempfile.TemporaryDirectory(prefix="optui-index-") as folder:
+            env = {"GIT_INDEX_FILE": str(Path(folder) / "index")}
+            self._run("read-tree", tree, env=env)
+            try:
+                self._run("apply", "--check", "--cached", str(patch), env=env)
+            except GitError as exc:
+                reason = str(exc).split("failed: ", 1)[-1]
+                lines = [line for line in reason.splitlines() if line.strip()]
+                return "; ".join(lines[-3:]) or reason
         return None
 
     def apply_patch(self, patch: Path) -> None:
-        problem = self.apply_check(patch)
+        problem = self.apply_problem(patch)
         if problem:
             raise GitError(f"patch {patch.name} does not apply: {problem}")
         self._run("apply", "--index", str(patch))
 
     def commit_all(self, message: str) -> str:
-        """Commit every change in the working tree; GitError when there is none."""
+        """Commit every change in the working tree; NothingToCommit if there is none."""
         self._run("add", "--all")
         if not self._run("diff", "--cached", "--name-only"):
-            raise GitError("there is no change to commit")
+            raise NothingToCommit("there is no change to commit")
         self._run("commit", "--quiet", "--no-verify", "-m", message)
         return self.head()
 
