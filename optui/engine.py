@@ -375,8 +375,7 @@ class Engine:
         self._wake.clear()
         if not self._pending_left():
             self._emit(Notice("nothing left to run: bring an item back, or quit"))
-            while not self._wake.wait(0.2):
-                pass
+            self._wake.wait()
 
     def _pending_left(self) -> bool:
         with self._lock:
@@ -434,8 +433,8 @@ class Engine:
         self._warn_absent_counters(measurement)
 
     def _warn_absent_counters(self, measurement: Measurement) -> None:
+        names = [set(s.metric_names()) for s in measurement.summaries]
         for gate in self.plan.gates:
-            names = [set(s.metric_names()) for s in measurement.summaries]
             if (
                 gate.stat == "count"
                 and names
@@ -459,7 +458,7 @@ class Engine:
         merged = False
         try:
             self._set(record, ItemState.APPLYING, _describe_apply(item))
-            self._apply(record, main_sha, untracked)
+            self._apply(record)
             self._raise_if_stopped()
             merged = self._test_and_decide(record, main_sha)
         except _Stop as stop:
@@ -481,7 +480,7 @@ class Engine:
             )
         )
 
-    def _apply(self, record: ItemRecord, main_sha: str, untracked: set[str]) -> None:
+    def _apply(self, record: ItemRecord) -> None:
         item, repo = record.item, self.repo
         source = item.apply.source
         if source is None and item.apply.kind is not ApplyKind.MANUAL:
@@ -605,15 +604,14 @@ class Engine:
                 repo.discard_changes(untracked)
             repo.checkout(self.plan.main)
             sha = repo.resolve(f"refs/heads/{item.branch}")
-            if sha is not None and repo.current_branch() != item.branch:
-                if sha != main_sha and not record.kept_ref:
-                    kind = _kept_kind(record.state)
-                    stamp = self.journal.session_id if self.journal else "0"
-                    record.kept_ref = repo.keep(kind, item.id, sha, stamp)
-                    self._emit(
-                        Notice(f"commit kept as {record.kept_ref}", item_id=item.id)
-                    )
-                repo.delete_branch(item.branch)
+            if sha is None:
+                return
+            if sha != main_sha and not record.kept_ref:
+                kind = _kept_kind(record.state)
+                stamp = self.journal.session_id if self.journal else "0"
+                record.kept_ref = repo.keep(kind, item.id, sha, stamp)
+                self._emit(Notice(f"commit kept as {record.kept_ref}", item_id=item.id))
+            repo.delete_branch(item.branch)
         except GitError as exc:
             self._emit(
                 Notice(f"clean-up failed: {exc}", level="error", item_id=item.id)
