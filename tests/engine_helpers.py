@@ -18,6 +18,23 @@ LOOSE_P99 = "http_req_duration{expected_response:true}: p(99) <= baseline + 40"
 even against a fast baseline whose one-second runs spike by 10-15 ms."""
 
 
+LONG_TESTS = (
+    'case "$(git symbolic-ref --short HEAD)" in\n'
+    '  "test/${LONG_ITEM:-}") make k6 DURATION=60s ;;\n'
+    "  *) make k6 ;;\n"
+    "esac\n"
+)
+"""A test command whose runs stay short, except the item named by LONG_ITEM,
+whose load test would run for a minute unless it is stopped."""
+
+
+def long_tests_command(folder: Path) -> str:
+    """The plan's test command running LONG_TESTS (set LONG_ITEM before the run)."""
+    path = folder / "k6.sh"
+    path.write_text(LONG_TESTS)
+    return f"sh {path}"
+
+
 def write_plan(
     folder: Path,
     repo: Path,

@@ -11,6 +11,7 @@ from conftest import commit_file, git
 from engine_helpers import (
     assert_clean_on_main,
     item,
+    long_tests_command,
     run_session,
     write_plan,
 )
@@ -43,11 +44,6 @@ SLOWER += "service/fees.py\n"
 FASTER = "sed -i 's/^PRICING_LOOKUP_SECONDS = .*/PRICING_LOOKUP_SECONDS = 0.0/' "
 FASTER += "service/fees.py\n"
 """No pricing round trip at all."""
-LONG_ITEM_TESTS = (
-    "if git symbolic-ref --short HEAD | grep -q ^test/; "
-    "then make k6 DURATION=60s; else make k6; fi\n"
-)
-"""Main's load tests stay short; an item's would run a minute unless stopped."""
 
 
 def script(folder: Path, name: str, text: str) -> str:
@@ -301,8 +297,9 @@ def test_skip_stops_the_running_load_test_cleanly(
         repo,
         item("precompute-fees", "cherry-pick: demo/precompute-fees")
         + item("cache-balances", "cherry-pick: demo/cache-balances"),
-        test=script(tmp_path, "k6.sh", LONG_ITEM_TESTS).removeprefix("command: "),
+        test=long_tests_command(tmp_path),
     )
+    monkeypatch.setenv("LONG_ITEM", "precompute-fees")
     started: dict[str, float] = {}
 
     def skip_while_testing(engine: Engine, event: Event) -> None:
@@ -422,15 +419,16 @@ def test_rerun_then_defer_as_the_operator_decides(tmp_path: Path, repo: Path) ->
 
 
 def test_abort_mid_item_leaves_main_clean_and_the_item_pending(
-    tmp_path: Path, repo: Path
+    tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     plan = write_plan(
         tmp_path,
         repo,
         item("precompute-fees", "cherry-pick: demo/precompute-fees")
         + item("cache-balances", "cherry-pick: demo/cache-balances"),
-        test=script(tmp_path, "k6.sh", LONG_ITEM_TESTS).removeprefix("command: "),
+        test=long_tests_command(tmp_path),
     )
+    monkeypatch.setenv("LONG_ITEM", "precompute-fees")
 
     def abort_while_testing(engine: Engine, event: Event) -> None:
         testing = isinstance(event, StepStarted) and event.step is StepKind.TEST

