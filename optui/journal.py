@@ -7,6 +7,7 @@ outside its working tree: ``journal.jsonl`` (one JSON object a line), ``optui.lo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import secrets
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +85,6 @@ class Journal:
         finally:
             os.close(fd)
 
-    def records(self) -> list[dict[str, Any]]:
-        return list(read_journal(self.path))
-
 
 def read_journal(path: Path) -> Iterator[dict[str, Any]]:
     """The records of a journal; a torn last line (a crash mid-write) is skipped."""
@@ -128,14 +127,13 @@ def _unique(path: Path) -> Path:
 
 
 def _plain(value: object) -> object:
+    """JSON for what json cannot write itself: paths, enums, mappings, dataclasses."""
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "value") and hasattr(value, "name"):
+    if isinstance(value, Enum):
         return value.value
     if isinstance(value, Mapping):
         return dict(value)
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(value)  # type: ignore[call-overload]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     raise TypeError(f"cannot journal {type(value).__name__}")
