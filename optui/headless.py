@@ -26,7 +26,6 @@ from optui.events import (
 from optui.plan import Plan
 
 EXIT_OK = 0
-EXIT_ERROR = 1
 EXIT_ABORTED = 130
 
 
@@ -92,8 +91,12 @@ def _decide(
         out.write(f"[{event.item_id}] no terminal and no --auto-merge: not merging\n")
         return Decision.LEAVE
     out.write(event.diffstat.rstrip() + "\n")
-    answers = {"m": Decision.MERGE, "r": Decision.REJECT, "t": Decision.RERUN}
-    answers["d"] = Decision.DEFER
+    answers = {
+        "m": Decision.MERGE,
+        "r": Decision.REJECT,
+        "t": Decision.RERUN,
+        "d": Decision.DEFER,
+    }
     while True:
         out.write(
             f"[{event.item_id}] passed: [m]erge, [r]eject, [t]est again, [d]efer? "
