@@ -35,7 +35,11 @@ def check_plan(plan: Plan, repo: TargetRepo | None) -> CheckReport:
     elif not repo.has_branch(plan.main):
         report.problems.append(
             Problem(
-                plan.path, 0, 0, f"main branch {plan.main!r} not found in {repo.path}"
+                plan.path,
+                0,
+                0,
+                f"main branch {plan.main!r} not found in {repo.path}: set "
+                "target.main to the branch the items are to be merged into",
             )
         )
         repo = None
@@ -46,6 +50,17 @@ def check_plan(plan: Plan, repo: TargetRepo | None) -> CheckReport:
                 report.notes.append(f"{problem} (deferred: not needed yet)")
             else:
                 report.problems.append(problem)
+        if repo is not None and repo.has_branch(item.branch):
+            note = Problem(
+                plan.path,
+                item.line,
+                item.column,
+                f"note: item {item.id!r}: branch {item.branch} already exists in "
+                f"{repo.path}; optui never overwrites a branch, so the item will "
+                f"stop with an error unless you delete it ('git branch -D "
+                f"{item.branch}')",
+            )
+            report.notes.append(str(note))
     return report
 
 
@@ -77,6 +92,6 @@ def _check_item(plan: Plan, item: Item, repo: TargetRepo | None) -> Problem | No
     if picking and repo is not None and repo.resolve(apply.source) is None:
         return problem(
             f"item {item.id!r}: {apply.source!r} does not resolve to a commit "
-            f"in {repo.path}"
+            f"in {repo.path}: fetch it, or name a branch, tag or commit it has"
         )
     return None

@@ -14,7 +14,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from optui.errors import PlanError, Problem
 from optui.gates import DEFAULT_GATES, Gate, GateSyntaxError, parse_gate
-from optui.yamlpos import Field, Reader, is_null
+from optui.yamlpos import UNREADABLE, Field, Reader, is_null
 
 
 class Risk(Enum):
@@ -131,6 +131,7 @@ class Item:
     """Merge only if latency improves on main, rather than staying within bounds."""
     line: int = field(default=0, compare=False)
     """Where the item starts in the plan file."""
+    column: int = field(default=0, compare=False)
 
     @property
     def branch(self) -> str:
@@ -240,9 +241,27 @@ def load_plan(path: Path) -> Plan:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PlanError([Problem(path, 0, 0, f"cannot read: {exc.strerror}")]) from exc
-    except UnicodeDecodeError as exc:
-        raise PlanError([Problem(path, 0, 0, "not UTF-8 text")]) from exc
+    except UnicodeDecodeError:
+        raise PlanError([_undecodable(path)]) from None
     return parse_plan(path, text)
+
+
+def _undecodable(path: Path) -> Problem:
+    """Where a plan file that is not UTF-8 text first goes wrong."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = data.rfind(b"\n", 0, exc.start) + 1
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = len(data[start : exc.start].decode("utf-8")) + 1
+        return Problem(
+            path,
+            line,
+            column,
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x}): save the plan as UTF-8",
+        )
+    return Problem(path, 1, 1, "not UTF-8 text: save the plan as UTF-8")
 
 
 def parse_plan(path: Path, text: str) -> Plan:
@@ -251,7 +270,9 @@ def parse_plan(path: Path, text: str) -> Plan:
     root = reader.compose(text)
     plan = None
     if root is None and not reader.problems:
-        reader.fail(None, "the plan is empty")
+        reader.problems.append(
+            Problem(path, 1, 1, "the plan is empty: give it at least 'phases'")
+        )
     elif root is not None:
         plan = _PlanBuilder(reader, path).build(root)
     if reader.problems or plan is None:
@@ -322,9 +343,10 @@ class _PlanBuilder:
             return None, "main"
         repo = None
         if "repo" in fields:
-            text = self.r.string(fields["repo"].value, "target.repo")
+            node = fields["repo"].value
+            text = self.r.string(node, "target.repo")
             if text:
-                repo = (self.path.parent / Path(text).expanduser()).resolve()
+                repo = self._resolve(self.path.parent, text, node, "target.repo")
         main = self._text(fields, "main", "target.main") or "main"
         if not _BRANCH.match(main) or ".." in main or main.endswith((".lock", "/")):
             self.r.fail(
@@ -474,8 +496,12 @@ class _PlanBuilder:
         if "deferred" not in fields:
             return None
         node = fields["deferred"].value
-        value = self.r.scalar(node) if not is_null(node) else None
-        if value is False or value is None:
+        if is_null(node):
+            return None
+        value = None
+        if isinstance(node, ScalarNode):
+            value = self.r.scalar(node, f"{what}: deferred")
+        if value is False or value is UNREADABLE:
             return None
         if value is True:
             return "deferred"
@@ -517,6 +543,7 @@ class _PlanBuilder:
             deferred=deferred,
             require_improvement=improve,
             line=self.r.line(node),
+            column=node.start_mark.column + 1,
         )
 
     def _item_id(self, fields: dict[str, Field], node: Node) -> str | None:
@@ -588,10 +615,23 @@ class _PlanBuilder:
 
     def _patch_path(self, text: str, node: Node, what: str) -> str:
         folder = self.path.parent.resolve()
-        resolved = (folder / text).resolve()
+        resolved = self._resolve(folder, text, node, f"{what}: patch")
+        if resolved is None:
+            return text
         if not resolved.is_relative_to(folder):
             self.r.fail(node, f"{what}: patch {text!r} lies outside the plan's folder")
         return str(resolved)
+
+    def _resolve(self, folder: Path, text: str, node: Node, what: str) -> Path | None:
+        """A path given in the plan, relative to folder; None (a problem) if bad."""
+        if "\0" in text:
+            self.r.fail(node, f"{what}: {text!r} holds a NUL character")
+            return None
+        try:
+            return (folder / Path(text).expanduser()).resolve()
+        except (OSError, RuntimeError) as exc:
+            self.r.fail(node, f"{what}: {text!r} is not a usable path ({exc})")
+            return None
 
 
 def _peek_id(node: Node) -> str | None:

@@ -12,7 +12,19 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from optui.errors import Problem
 
-_NULL_TAG = "tag:yaml.org,2002:null"
+_YAML_TAG = "tag:yaml.org,2002:"
+_NULL_TAG = _YAML_TAG + "null"
+UNREADABLE = object()
+"""What Reader.scalar gives for a value it could not read (the problem is recorded)."""
+_HINTS = (
+    ("'\\t'", "indent with spaces, not tabs"),
+    (
+        "mapping values are not allowed",
+        "quote a value that holds ': ', or check the indentation",
+    ),
+    ("expected <block end>", "check the indentation"),
+)
+"""Advice for YAML syntax errors, by a phrase of PyYAML's message."""
 
 
 @dataclass(frozen=True)
@@ -37,18 +49,24 @@ class Reader:
             return yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            reason = exc.problem or exc.context or "not valid YAML"
-            if mark is None:
-                self.problems.append(Problem(self.path, 0, 0, f"YAML: {reason}"))
-            else:
-                self.problems.append(
-                    Problem(
-                        self.path, mark.line + 1, mark.column + 1, f"YAML: {reason}"
-                    )
-                )
+            line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            self._syntax(line, column, _syntax_reason(exc))
+        except yaml.reader.ReaderError as exc:
+            line, column = _place(text, exc.position)
+            self._syntax(
+                line,
+                column,
+                f"character U+{exc.character:04X} is not allowed in YAML text: "
+                "remove it",
+            )
         except yaml.YAMLError as exc:
-            self.problems.append(Problem(self.path, 0, 0, f"YAML: {exc}"))
+            self._syntax(1, 1, str(exc))
+        except RecursionError:
+            self._syntax(1, 1, "nested too deeply to be read")
         return None
+
+    def _syntax(self, line: int, column: int, reason: str) -> None:
+        self.problems.append(Problem(self.path, line, column, f"YAML: {reason}"))
 
     def fail(self, node: Node | None, message: str) -> None:
         if node is None:
@@ -97,9 +115,23 @@ class Reader:
             return None
         return list(node.value)
 
-    def scalar(self, node: Node) -> object:
-        """The Python value of a scalar node, as yaml.safe_load would give it."""
-        return self._constructor.construct_object(node, deep=True)
+    def scalar(self, node: ScalarNode, what: str) -> object:
+        """The Python value of a scalar node, as yaml.safe_load would give it.
+
+        UNREADABLE, with the problem recorded, when an explicit tag does not fit
+        the text (``!!int abc``) or names no YAML type.
+        """
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, KeyError, AttributeError, TypeError):
+            # A construction that failed leaves the constructor's state half done.
+            self._constructor = yaml.SafeLoader("")
+            tag = _short_tag(node.tag)
+            if node.tag in yaml.SafeLoader.yaml_constructors:
+                self.fail(node, f"{what}: {node.value!r} is not a valid {tag}")
+            else:
+                self.fail(node, f"{what}: unknown YAML tag {tag}; remove it")
+            return UNREADABLE
 
     def string(self, node: Node, what: str, *, allow_empty: bool = False) -> str | None:
         if not isinstance(node, ScalarNode) or node.tag == _NULL_TAG:
@@ -107,7 +139,9 @@ class Reader:
                 return ""
             self.fail(node, f"{what} must be text")
             return None
-        value = self.scalar(node)
+        value = self.scalar(node, what)
+        if value is UNREADABLE:
+            return None
         if isinstance(value, bool):
             self.fail(node, f"{what} must be text, not {node.value}")
             return None
@@ -118,7 +152,9 @@ class Reader:
         return text
 
     def number(self, node: Node, what: str, *, minimum: float = 0) -> float | None:
-        value = self.scalar(node) if isinstance(node, ScalarNode) else None
+        value = self.scalar(node, what) if isinstance(node, ScalarNode) else None
+        if value is UNREADABLE:
+            return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(node, f"{what} must be a number")
             return None
@@ -128,7 +164,9 @@ class Reader:
         return float(value)
 
     def integer(self, node: Node, what: str, *, minimum: int = 0) -> int | None:
-        value = self.scalar(node) if isinstance(node, ScalarNode) else None
+        value = self.scalar(node, what) if isinstance(node, ScalarNode) else None
+        if value is UNREADABLE:
+            return None
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(node, f"{what} must be a whole number")
             return None
@@ -138,7 +176,9 @@ class Reader:
         return value
 
     def boolean(self, node: Node, what: str) -> bool | None:
-        value = self.scalar(node) if isinstance(node, ScalarNode) else None
+        value = self.scalar(node, what) if isinstance(node, ScalarNode) else None
+        if value is UNREADABLE:
+            return None
         if not isinstance(value, bool):
             self.fail(node, f"{what} must be true or false")
             return None
@@ -155,3 +195,26 @@ def suggest(word: str, choices: Collection[str]) -> str:
     if close:
         return f" (did you mean {close[0]!r}?)"
     return f" (valid keys: {', '.join(sorted(choices))})"
+
+
+def _syntax_reason(exc: yaml.MarkedYAMLError) -> str:
+    """PyYAML's account of a syntax error in one line, with where it began."""
+    reason = exc.problem or "not valid YAML"
+    reason = reason.replace("'<stream end>'", "the end of the file")
+    reason = reason.replace("end of stream", "end of the file")
+    hints = [hint for phrase, hint in _HINTS if phrase in reason]
+    if exc.context and exc.context_mark is not None:
+        mark = exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}"
+        reason = f"{exc.context} ({where}): {reason}"
+    return reason + "".join(f" ({hint})" for hint in hints)
+
+
+def _place(text: str, position: int) -> tuple[int, int]:
+    """The 1-based line and column of a character offset in text."""
+    start = text.rfind("\n", 0, position) + 1
+    return text.count("\n", 0, position) + 1, position - start + 1
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix(_YAML_TAG) if tag.startswith(_YAML_TAG) else tag
