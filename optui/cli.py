@@ -11,15 +11,17 @@ from pathlib import Path
 
 from optui import __version__
 from optui.check import check_plan
+from optui.engine import Engine
 from optui.errors import OptuiError, PlanError
 from optui.gitops import TargetRepo
 from optui.headless import Policy, run_headless
 from optui.plan import Plan, load_plan
+from optui.recovery import PastSession, find_unfinished
 
 EXIT_USAGE = 2
 
 
-COMMANDS = ("check", "run", "demo")
+COMMANDS = ("check", "run", "resume", "demo")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,8 +59,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("plan", type=Path)
     run.add_argument("--repo", type=Path, help="the target repository")
+    run.add_argument(
+        "--fresh",
+        action="store_true",
+        help="if the last session did not finish, recover the repository and "
+        "start a new session instead of resuming it",
+    )
     _add_run_options(run)
     run.set_defaults(func=_run)
+
+    resume = commands.add_parser(
+        "resume",
+        help="carry on the repository's last session, if it did not finish",
+    )
+    resume.add_argument("plan", type=Path)
+    resume.add_argument("--repo", type=Path, help="the target repository")
+    _add_run_options(resume)
+    resume.set_defaults(func=_resume)
 
     demo = commands.add_parser(
         "demo", help="make a demo service repository and run the demo plan on it"
@@ -130,11 +147,65 @@ def _count(problems: int) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     plan = _load(args.plan, args.repo)
-    return _session(plan, args)
+    past = None if args.fresh else _unfinished(plan)
+    if past is None:
+        return _session(plan, args, fresh=args.fresh)
+    if not _terminal():
+        # The engine refuses in preflight, saying how to go on.
+        return _session(plan, args)
+    if not args.headless:
+        return _session(plan, args, offer=past)
+    print(f"optui: {past.describe()}".replace("\n", "\n  "))
+    while True:
+        print("[r]esume it, start [f]resh, or [q]uit? ", end="", flush=True)
+        answer = sys.stdin.readline().strip().lower()[:1]
+        if answer in ("r", "f", "q", ""):
+            break
+    if answer == "r":
+        return _session(plan, args, resume=past)
+    if answer == "f":
+        return _session(plan, args, fresh=True)
+    return 0
 
 
-def _session(plan: Plan, args: argparse.Namespace) -> int:
-    terminal = sys.stdin.isatty() and sys.stdout.isatty()
+def _resume(args: argparse.Namespace) -> int:
+    plan = _load(args.plan, args.repo)
+    past = _unfinished(plan)
+    if past is None:
+        print(
+            f"optui: no unfinished session in {plan.repo}: start one with "
+            f"'optui run {args.plan}'",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    print(f"optui: {past.describe()}".replace("\n", "\n  "))
+    return _session(plan, args, resume=past)
+
+
+def _unfinished(plan: Plan) -> PastSession | None:
+    if plan.repo is None:
+        return None
+    return find_unfinished(TargetRepo(plan.repo).git_dir)
+
+
+def _terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _session(
+    plan: Plan,
+    args: argparse.Namespace,
+    *,
+    resume: PastSession | None = None,
+    fresh: bool = False,
+    offer: PastSession | None = None,
+) -> int:
+    """Run a session in the app or headless.
+
+    resume and fresh are as for ``Engine``; offer: an unfinished session the
+    app asks the operator about before it starts.
+    """
+    terminal = _terminal()
     if not args.headless and terminal:
         if args.auto_merge or args.dry_run:
             print(
@@ -145,7 +216,10 @@ def _session(plan: Plan, args: argparse.Namespace) -> int:
             return EXIT_USAGE
         from optui.tui.app import OptuiApp
 
-        status = OptuiApp(plan).run()
+        engine = None
+        if offer is None:
+            engine = Engine(plan, linger=True, resume=resume, fresh=fresh)
+        status = OptuiApp(plan, engine=engine, offer=offer).run()
         return status if status is not None else 0
     if not args.headless:
         print("optui: no terminal: running headless", file=sys.stderr)
@@ -154,7 +228,9 @@ def _session(plan: Plan, args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         interactive=terminal,
     )
-    return run_headless(plan, policy, sys.stdout, sys.stdin, sys.stderr)
+    return run_headless(
+        plan, policy, sys.stdout, sys.stdin, sys.stderr, resume=resume, fresh=fresh
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:

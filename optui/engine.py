@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import logging
 import os
 import queue
@@ -21,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optui import k6
+from optui import faults, k6
 from optui.check import check_plan
 from optui.errors import (
     BaselineError,
@@ -33,6 +34,7 @@ from optui.errors import (
     StepError,
 )
 from optui.events import (
+    FINAL_STATES,
     BaselineSet,
     ContainerFigures,
     Decision,
@@ -54,10 +56,19 @@ from optui.events import (
 )
 from optui.gates import Gate, GateResult, MissingFigure, baseline_values, evaluate
 from optui.gitops import NothingToCommit, TargetRepo
-from optui.journal import Journal
+from optui.journal import Journal, SessionLock, new_session_id
+from optui.masking import Masker
 from optui.plan import ApplyKind, Item, Plan, ReadyKind
 from optui.proc import CommandResult, run_command
-from optui.ready import wait_until_ready
+from optui.ready import answers_already, wait_until_ready
+from optui.recovery import (
+    PastItem,
+    PastSession,
+    drop_branch,
+    find_unfinished,
+    process_stamp,
+    recover_repository,
+)
 from optui.stackwatch import FAULT_GATE, RunWatch, StackWatch
 
 log = logging.getLogger(__name__)
@@ -77,6 +88,8 @@ class ItemRecord:
     commit: str | None = None
     kept_ref: str | None = None
     runs: list[RunMeasured] = field(default_factory=list)
+    branched: bool = False
+    """Its test branch was made by this attempt (so it is optui's to delete)."""
 
 
 @dataclass(frozen=True)
@@ -109,10 +122,21 @@ class Engine:
     """Runs one session of a plan against its target repository."""
 
     def __init__(
-        self, plan: Plan, *, journal_root: Path | None = None, linger: bool = False
+        self,
+        plan: Plan,
+        *,
+        linger: bool = False,
+        resume: PastSession | None = None,
+        fresh: bool = False,
     ) -> None:
         """linger: once every item has ended, wait for more (``retry``,
-        ``restore``) until ``close`` or ``abort``, as an interactive app wants."""
+        ``restore``) until ``close`` or ``abort``, as an interactive app wants.
+
+        resume: an unfinished session to carry on, in place of a new one.
+        fresh: when the repository's last session did not finish, put the
+        repository back in order and leave that session behind; without it (or
+        resume) such a session stops this one in preflight.
+        """
         if plan.repo is None:
             raise PreflightError(
                 f"{plan.path}: the plan names no target repository "
@@ -130,7 +154,13 @@ class Engine:
         }
         self.baseline: dict[tuple[str, str], float] = {}
         self.journal: Journal | None = None
-        self._journal_root = journal_root
+        self._past = resume
+        self._fresh = fresh
+        self._touched = False
+        self._plan_edited = False
+        """Whether the session has changed the repository (a refusal does not)."""
+        self._resumed: dict[str, PastItem] = {}
+        self._session_lock = SessionLock(self.repo.git_dir)
         self._listeners: list[Listener] = []
         self._lock = threading.RLock()
         self._cancel = threading.Event()
@@ -145,10 +175,30 @@ class Engine:
         self._closing = threading.Event()
         self._stop: _Stop | None = None
         self._env: dict[str, str] = {}
+        self._mask = Masker.from_environment(os.environ)
+        """Masks the secrets of the environment the plan's commands inherit."""
         self._log_handler: logging.Handler | None = None
         self._stack: StackWatch | None = None
         self.error: OptuiError | None = None
         """What stopped the session early, once run() has returned."""
+        if resume is not None:
+            self._restore(resume)
+
+    def _restore(self, past: PastSession) -> None:
+        """Take each item's standing from the journal of the session resumed."""
+        for item_id, record in self.records.items():
+            before = past.items.get(item_id)
+            if before is None:
+                continue
+            record.commit, record.kept_ref = before.commit, before.kept_ref
+            if before.under_way:
+                self._resumed[item_id] = before
+                record.state = ItemState.PENDING
+                record.reason = f"resumed: it was {before.state.value}"
+            elif before.state.active:
+                record.state, record.reason = ItemState.PENDING, "resumed"
+            else:
+                record.state, record.reason = before.state, before.reason
 
     # Operator controls: safe to call from any thread.
 
@@ -270,27 +320,48 @@ class Engine:
             error=f"{error.title}: {error}" if error else None,
         )
         self.error = error
+        self._journal(
+            "end",
+            aborted=outcome.aborted,
+            error=outcome.error,
+            outcomes=outcome.outcomes,
+        )
+        self._session_lock.release()
         self._emit(outcome)
         self._close_log()
         return outcome
 
     def _start(self) -> None:
+        past = self._past
+        session_id = past.session_id if past is not None else new_session_id()
+        self._session_lock.acquire(session_id)
+        recovered = self._put_repository_back()
         self.preflight()
-        self.journal = Journal.create(self._journal_root or self.repo.git_dir)
-        self._open_log(self.journal.log_file)
         main_sha = self.repo.resolve(self.plan.main) or ""
-        self.journal.append(
-            "session",
-            plan=str(self.plan.path),
-            plan_digest=self.plan.digest,
-            repo=str(self.repo.path),
-            main=self.plan.main,
-            main_sha=main_sha,
-            items=[
-                {"id": r.item.id, "state": r.state.value, "reason": r.reason}
-                for r in self.records.values()
-            ],
-        )
+        if past is None:
+            self.journal = Journal.create(self.repo.git_dir, session_id, self._mask)
+            self._open_log(self.journal.log_file)
+            self.journal.append(
+                "session",
+                plan=str(self.plan.path),
+                plan_digest=self.plan.digest,
+                repo=str(self.repo.path),
+                main=self.plan.main,
+                main_sha=main_sha,
+                items=[
+                    {"id": r.item.id, "state": r.state.value, "reason": r.reason}
+                    for r in self.records.values()
+                ],
+            )
+        else:
+            self.journal = Journal.reopen(past.folder, self._mask)
+            self._open_log(self.journal.log_file)
+            self.journal.append(
+                "resume",
+                main_sha=main_sha,
+                plan_digest=self.plan.digest,
+                recovered=recovered,
+            )
         self._emit(
             SessionStarted(
                 self.journal.session_id,
@@ -301,7 +372,61 @@ class Engine:
                 self.journal.folder,
             )
         )
+        self._touched = True
         self.repo.checkout(self.plan.main)
+        if past is not None:
+            self._report_resume(past, recovered)
+
+    def _put_repository_back(self) -> list[str]:
+        """Recover from the repository's unfinished session, if there is one."""
+        past = self._past
+        if past is None:
+            past = find_unfinished(self.repo.git_dir)
+            if past is None:
+                return []
+            if not self._fresh:
+                raise PreflightError(
+                    f"{self.repo.path}: the last session did not finish:\n  "
+                    + past.describe().replace("\n", "\n  ")
+                    + "\n'optui resume PLAN' carries it on; 'optui run --fresh "
+                    "PLAN' leaves it and starts a new one"
+                )
+        done = recover_repository(self.repo, past, abandon=self._past is None)
+        for line in done:
+            log.info("recovery: %s", line)
+        if self._past is None:
+            Journal(past.folder, self._mask).append(
+                "end", aborted=False, abandoned=True
+            )
+        return done
+
+    def _report_resume(self, past: PastSession, recovered: list[str]) -> None:
+        self._emit(Notice("resuming " + past.describe().replace("\n", "; ")))
+        for record in self.records.values():
+            item_id = record.item.id
+            self._emit(StateChanged(item_id, record.state, record.reason))
+            if record.state.final:
+                self._emit(
+                    ItemFinished(
+                        item_id,
+                        record.state,
+                        record.reason,
+                        record.commit,
+                        record.kept_ref,
+                    )
+                )
+        for line in recovered:
+            self._emit(Notice(f"recovery: {line}"))
+        if past.plan_digest and past.plan_digest != self.plan.digest:
+            self._emit(
+                Notice(
+                    "the plan changed since the session began; finished items "
+                    "keep their verdicts, the rest run as the plan says now",
+                    level="warning",
+                )
+            )
+        # A command may have left the service deployed when the session stopped.
+        self._tear_down(None)
 
     def preflight(self) -> None:
         """Refuse to start unless the repository and the machine are ready."""
@@ -401,10 +526,29 @@ class Engine:
     # Main's baseline.
 
     def _measure_baseline(self) -> None:
+        past = self._past
+        main_sha = self.repo.resolve(self.plan.main) or ""
+        if past is not None and past.baseline is not None:
+            if past.baseline_sha == main_sha:
+                self.baseline = dict(past.baseline)
+                values = {f"{m}: {s}": v for (m, s), v in self.baseline.items()}
+                source = "kept from before the session stopped"
+                self._emit(BaselineSet(values, source, main_sha))
+                return
+            self._emit(
+                Notice(
+                    f"{self.plan.main} moved since the baseline was measured; "
+                    "measuring it again",
+                    level="warning",
+                )
+            )
+        done = None
+        if past is not None and past.baseline is None and past.baseline_runs:
+            done = _measurement(past.baseline_runs, past.baseline_figures)
         fixed = tuple(g for g in self.plan.gates if not g.relative)
         self._emit(Notice(f"measuring the baseline on {self.plan.main}"))
         try:
-            measurement = self._measure(None, fixed)
+            measurement = self._measure(None, fixed, done=done)
         except _Stop as stop:
             raise BaselineError(f"baseline not measured: {stop.reason}") from None
         if measurement.error:
@@ -428,7 +572,10 @@ class Engine:
             raise BaselineError(f"baseline: {exc}") from None
         main_sha = self.repo.resolve(self.plan.main) or ""
         values = {f"{m}: {s}": v for (m, s), v in self.baseline.items()}
-        self._journal("baseline", values=values, source=source, main_sha=main_sha)
+        keys = [[m, s, v] for (m, s), v in self.baseline.items()]
+        self._journal(
+            "baseline", values=values, keys=keys, source=source, main_sha=main_sha
+        )
         self._emit(BaselineSet(values, source, main_sha, item_id))
         self._warn_absent_counters(measurement)
 
@@ -453,14 +600,31 @@ class Engine:
 
     def _process(self, record: ItemRecord) -> None:
         item = record.item
-        main_sha = self.repo.resolve(self.plan.main) or ""
-        untracked = self.repo.untracked()
+        self._notice_plan_edits()
+        past = self._resumed.pop(item.id, None)
+        if past is not None and not self._can_carry_on(record, past):
+            past = None
+        if past is not None:
+            main_sha, untracked = past.main_sha, set(past.untracked)
+        else:
+            main_sha = self.repo.resolve(self.plan.main) or ""
+            untracked = self.repo.untracked()
         merged = False
+        record.branched = past is not None and past.branch is not None
         try:
-            self._set(record, ItemState.APPLYING, _describe_apply(item))
-            self._apply(record)
-            self._raise_if_stopped()
-            merged = self._test_and_decide(record, main_sha)
+            if past is not None:
+                merged = self._carry_on(record, past)
+            else:
+                self._journal(
+                    "begin",
+                    item=item.id,
+                    main_sha=main_sha,
+                    untracked=sorted(untracked),
+                )
+                self._set(record, ItemState.APPLYING, _describe_apply(item))
+                self._apply(record, frozenset(untracked))
+                self._raise_if_stopped()
+                merged = self._test_and_decide(record, main_sha)
         except _Stop as stop:
             self._finish(record, stop.state, stop.reason)
         except (StepError, GitError, K6Error) as exc:
@@ -480,11 +644,90 @@ class Engine:
             )
         )
 
-    def _apply(self, record: ItemRecord) -> None:
+    def _notice_plan_edits(self) -> None:
+        """Warn, once, that the plan file changed under the running session."""
+        if self._plan_edited:
+            return
+        try:
+            text = self.plan.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        if hashlib.sha256(text.encode("utf-8")).hexdigest() != self.plan.digest:
+            self._plan_edited = True
+            self._emit(
+                Notice(
+                    f"{self.plan.path} changed since the session began; this "
+                    "session goes on with the plan as it was read at the start. "
+                    "Resume or start a new session to use the edited plan",
+                    level="warning",
+                )
+            )
+
+    def _can_carry_on(self, record: ItemRecord, past: PastItem) -> bool:
+        """Whether an interrupted item can go on from where it stopped.
+
+        It can when its verdict was settled, its merge landed, or its applied
+        change is intact on its branch with main where it was. Otherwise its
+        branch's commit is kept under refs/optui/ and the item starts over.
+        """
+        if past.state in _SETTLED or self._landed_merge(past) is not None:
+            return True
+        repo, item = self.repo, record.item
+        branch_sha = repo.resolve(f"refs/heads/{item.branch}")
+        intact = past.applied is not None and branch_sha == past.applied
+        if intact and repo.resolve(self.plan.main) == past.main_sha:
+            return True
+        if branch_sha is not None and past.branch is not None:
+            stamp = self.journal.session_id if self.journal else "0"
+            kept = drop_branch(repo, past, item.id, stamp)
+            if kept:
+                self._emit(Notice(f"earlier attempt kept as {kept}", item_id=item.id))
+        self._emit(
+            Notice(
+                "starting over: its earlier attempt did not survive", item_id=item.id
+            )
+        )
+        return False
+
+    def _landed_merge(self, past: PastItem) -> str | None:
+        """The merge on main of an item whose merge was under way, if it landed."""
+        if past.decision is not Decision.MERGE or past.applied is None:
+            return None
+        return self.repo.find_merge(past.applied, self.plan.main, past.main_sha)
+
+    def _carry_on(self, record: ItemRecord, past: PastItem) -> bool:
+        """Go on with an interrupted item from its last safe point; True if merged."""
+        item = record.item
+        record.commit = past.applied
+        if past.state in _SETTLED:
+            self._finish(record, past.state, past.reason)
+            return False
+        done = _measurement(past.runs, past.figures)
+        for run in past.runs:
+            self._emit(run)
+        landed = self._landed_merge(past)
+        if landed is not None:
+            if self.repo.has_branch(item.branch):
+                self.repo.delete_branch(item.branch)
+            self._settle_merge(record, done, landed)
+            return True
+        self.repo.checkout(item.branch)
+        self._emit(Notice(f"carrying on from {past.state.value}", item_id=item.id))
+        if past.decision is not None:
+            return self._act_on(record, past.decision, done, past.main_sha)
+        return self._test_and_decide(record, past.main_sha, done)
+
+    def _apply(self, record: ItemRecord, untracked: frozenset[str]) -> None:
+        """Make the item's branch and its change; untracked: the operator's files."""
         item, repo = record.item, self.repo
         source = item.apply.source
         if source is None and item.apply.kind is not ApplyKind.MANUAL:
             raise StepError(f"no {item.apply.kind.value} source given in the plan")
+        # Journaled before it is made: a crash in between leaves a branch that
+        # recovery knows to be optui's.
+        repo.check_new_branch(item.branch)
+        self._journal("branched", item=item.id, branch=item.branch)
+        record.branched = True
         repo.create_branch(item.branch, self.plan.main)
         if item.apply.kind is ApplyKind.CHERRY_PICK:
             assert source is not None
@@ -495,7 +738,7 @@ class Engine:
         elif item.apply.kind is ApplyKind.PATCH:
             assert source is not None
             repo.apply_patch(Path(source))
-            repo.commit_all(self._commit_message(item))
+            repo.commit_all(self._commit_message(item), untracked)
         elif item.apply.kind is ApplyKind.COMMAND:
             assert source is not None
             result = self._command(
@@ -503,16 +746,23 @@ class Engine:
             )
             if not result.ok:
                 raise StepError(f"apply command {result.describe()}")
-            self._commit_or_explain(item, "the apply command changed nothing")
+            self._commit_or_explain(
+                item, untracked, "the apply command changed nothing"
+            )
         else:
             self._wait_for_manual_edit(record)
-            self._commit_or_explain(item, "the manual step finished with no change")
+            self._commit_or_explain(
+                item, untracked, "the manual step finished with no change"
+            )
         record.commit = repo.head()
+        self._journal("applied", item=item.id, commit=record.commit)
         self._emit(Notice(f"applied as {record.commit[:12]}", item_id=item.id))
 
-    def _commit_or_explain(self, item: Item, nothing: str) -> None:
+    def _commit_or_explain(
+        self, item: Item, untracked: frozenset[str], nothing: str
+    ) -> None:
         try:
-            self.repo.commit_all(self._commit_message(item))
+            self.repo.commit_all(self._commit_message(item), untracked)
         except NothingToCommit:
             raise StepError(nothing) from None
 
@@ -529,12 +779,18 @@ class Engine:
         while not self._manual_done.wait(0.2):
             self._raise_if_stopped()
 
-    def _test_and_decide(self, record: ItemRecord, main_sha: str) -> bool:
-        """Test the item and act on the verdict; True when it was merged."""
+    def _test_and_decide(
+        self, record: ItemRecord, main_sha: str, done: Measurement | None = None
+    ) -> bool:
+        """Test the item and act on the verdict; True when it was merged.
+
+        done: runs measured before the session stopped, to carry on from.
+        """
         item = record.item
         gates = self.plan.gates_for(item)
         while True:
-            measurement = self._measure(item.id, gates, record)
+            measurement = self._measure(item.id, gates, record, done)
+            done = None
             record.runs.extend(measurement.runs)
             if measurement.error:
                 raise StepError(f"could not measure: {measurement.error}")
@@ -543,18 +799,23 @@ class Engine:
                 self._finish(record, ItemState.FAILED, first.describe())
                 return False
             decision = self._ask(record, measurement, main_sha)
-            if decision is Decision.RERUN:
-                continue
-            if decision is Decision.MERGE:
-                self._merge(record, measurement, main_sha)
-                return True
-            if decision is Decision.REJECT:
-                self._finish(record, ItemState.REJECTED, "rejected by the operator")
-            elif decision is Decision.DEFER:
-                self._finish(record, ItemState.DEFERRED, "deferred by the operator")
-            else:
-                self._finish(record, ItemState.PASSED, "passed; left unmerged")
-            return False
+            if decision is not Decision.RERUN:
+                return self._act_on(record, decision, measurement, main_sha)
+
+    def _act_on(
+        self, record: ItemRecord, decision: Decision, m: Measurement, main_sha: str
+    ) -> bool:
+        """Carry out the operator's decision on a passed item; True when merged."""
+        if decision is Decision.MERGE:
+            self._merge(record, m, main_sha)
+            return True
+        if decision is Decision.REJECT:
+            self._finish(record, ItemState.REJECTED, "rejected by the operator")
+        elif decision is Decision.DEFER:
+            self._finish(record, ItemState.DEFERRED, "deferred by the operator")
+        else:
+            self._finish(record, ItemState.PASSED, "passed; left unmerged")
+        return False
 
     def _ask(self, record: ItemRecord, m: Measurement, main_sha: str) -> Decision:
         item = record.item
@@ -590,10 +851,14 @@ class Engine:
             f"Passed every gate in {len(m.runs)} runs (optui session "
             f"{self.journal.session_id if self.journal else '?'}).\n{figures}"
         )
-        record.commit = repo.merge_no_ff(item.branch, message)
+        merge = repo.merge_no_ff(item.branch, message)
         repo.delete_branch(item.branch)
-        self._finish(record, ItemState.MERGED, f"merged as {record.commit[:12]}")
-        self._set_baseline(m, f"runs of merged {item.id}", item.id)
+        self._settle_merge(record, m, merge)
+
+    def _settle_merge(self, record: ItemRecord, m: Measurement, merge: str) -> None:
+        record.commit = merge
+        self._finish(record, ItemState.MERGED, f"merged as {merge[:12]}")
+        self._set_baseline(m, f"runs of merged {record.item.id}", record.item.id)
 
     def _clean_up(self, record: ItemRecord, main_sha: str, untracked: set[str]) -> None:
         """Back to a clean main; keep the item's commit under refs/optui/."""
@@ -604,7 +869,7 @@ class Engine:
                 repo.discard_changes(untracked)
             repo.checkout(self.plan.main)
             sha = repo.resolve(f"refs/heads/{item.branch}")
-            if sha is None:
+            if sha is None or not record.branched:
                 return
             if sha != main_sha and not record.kept_ref:
                 kind = _kept_kind(record.state)
@@ -619,6 +884,8 @@ class Engine:
             raise
 
     def _return_to_main(self) -> None:
+        if not self._touched:
+            return
         try:
             repo, main = self.repo, self.plan.main
             elsewhere = repo.current_branch() != main and repo.has_branch(main)
@@ -634,19 +901,25 @@ class Engine:
         item_id: str | None,
         gates: tuple[Gate, ...],
         record: ItemRecord | None = None,
+        done: Measurement | None = None,
     ) -> Measurement:
-        runs: list[RunMeasured] = []
-        summaries: list[k6.Summary] = []
+        """Build, deploy and load-test one revision; done: its runs so far."""
+        if done is not None and self._complete(done):
+            return done
+        runs = list(done.runs) if done is not None else []
+        summaries = list(done.summaries) if done is not None else []
         timeouts = self.plan.timeouts
+        self._journal("measure", item=item_id, first_run=len(runs) + 1)
         try:
             self._raise_if_stopped()
             self._set_state(record, ItemState.BUILDING)
             self._require(item_id, Step.BUILD, self.plan.commands.build, timeouts.build)
             self._set_state(record, ItemState.DEPLOYING)
+            self._refuse_a_leftover(item_id)
             self._require(item_id, Step.UP, self.plan.commands.up, timeouts.up)
             self._set_state(record, ItemState.WAITING_READY)
             self._wait_ready(item_id)
-            for run in range(1, self.plan.runs + 1):
+            for run in range(len(runs) + 1, self.plan.runs + 1):
                 self._set_state(record, ItemState.TESTING, run)
                 measured, summary = self._test_run(item_id, run, gates)
                 runs.append(measured)
@@ -667,6 +940,12 @@ class Engine:
             self._tear_down(item_id)
         return Measurement(tuple(runs), tuple(summaries))
 
+    def _complete(self, m: Measurement) -> bool:
+        """Whether runs carried over from before a stop already settle the verdict."""
+        if m.error is not None or len(m.runs) >= self.plan.runs:
+            return True
+        return bool(self.plan.fail_fast and m.failed_results)
+
     def _set_state(
         self, record: ItemRecord | None, state: ItemState, run: int | None = None
     ) -> None:
@@ -681,13 +960,44 @@ class Engine:
         else:
             detail = f": run {run} of {self.plan.runs}" if run else ""
             self._emit(Notice(f"baseline: {state.value}{detail}"))
+            faults.point(f"baseline {state.value}{detail}")
 
     def _require(
         self, item_id: str | None, step: Step, command: str, timeout: float
     ) -> None:
-        result = self._command(item_id, step, command, timeout)
+        tail: collections.deque[str] = collections.deque(maxlen=20)
+        result = self._command(item_id, step, command, timeout, tail=tail)
         if not result.ok:
-            raise StepError(f"{step.value} ({command!r}) {result.describe()}")
+            last = next((line.strip() for line in reversed(tail) if line.strip()), "")
+            said = f": {last}" if last and not result.timed_out else ""
+            raise StepError(f"{step.value} ({command!r}) {result.describe()}{said}")
+
+    def _refuse_a_leftover(self, item_id: str | None) -> None:
+        """Make sure no service answers before up: one left running would be
+        measured in place of the revision. down gets one chance to stop it."""
+        for attempt in (1, 2):
+            said = answers_already(
+                self.plan.ready,
+                cwd=self.repo.path,
+                env=self._env,
+                cancel=self._cancel,
+            )
+            if said is None:
+                return
+            if attempt == 1:
+                self._emit(
+                    Notice(
+                        f"the service answers before up ({said}): running down",
+                        level="warning",
+                        item_id=item_id,
+                    )
+                )
+                self._tear_down(item_id)
+        raise StepError(
+            f"up: the service already answers before it is deployed ({said}), even "
+            f"after {self.plan.commands.down!r}: something from an earlier run "
+            "is still listening (a port in use); stop it and try again"
+        )
 
     def _wait_ready(self, item_id: str | None) -> None:
         assert self.journal is not None
@@ -776,10 +1086,17 @@ class Engine:
             item_id, run, gates, result, summary_path, samples_path, tail, watch
         )
         samples_path.unlink(missing_ok=True)
+        read = [
+            [metric, stat, value]
+            for metric, stat in self._keys(gates)
+            if summary is not None and (value := summary.stat(metric, stat)) is not None
+        ]
         self._journal(
             "run",
             item=item_id,
             run=run,
+            runs=self.plan.runs,
+            read=read,
             error=measured.error,
             figures=measured.figures,
             results=[dataclasses.asdict(r) for r in measured.results],
@@ -810,9 +1127,7 @@ class Engine:
         try:
             summary = self._read_summary(summary_path, tail)
             if samples_path.exists():
-                summary = k6.fill_from_samples(
-                    summary, samples_path, [g.key for g in gates]
-                )
+                summary = k6.fill_from_samples(summary, samples_path, self._keys(gates))
             if watch is not None:
                 summary = k6.Summary(
                     {**summary.metrics, **watch.metrics}, summary.source
@@ -830,6 +1145,10 @@ class Engine:
         figures = _headline(summary)
         return RunMeasured(item_id, run, runs, results, None, figures), summary
 
+    def _keys(self, gates: tuple[Gate, ...]) -> list[tuple[str, str]]:
+        """The figures a run must keep: its own gates' and those of the baseline."""
+        return list(dict.fromkeys(g.key for g in (*gates, *self.plan.gates)))
+
     def _read_summary(self, path: Path, tail: collections.deque[str]) -> k6.Summary:
         if path.exists():
             return k6.read_summary_json(path)
@@ -846,7 +1165,7 @@ class Engine:
             return
         folder = self.journal.step_log(item_id, "containers").with_suffix("")
         try:
-            saved = self._stack.capture_logs(folder)
+            saved = self._stack.capture_logs(folder, self._mask)
         except Exception as exc:
             log.warning("could not read the containers' logs: %s", exc)
             return
@@ -893,6 +1212,9 @@ class Engine:
                 tail.append(line)
             self._emit(OutputLine(item_id, step, line, run))
 
+        def on_start(pid: int) -> None:
+            self._journal("process", pid=pid, stamp=process_stamp(pid))
+
         result = run_command(
             command,
             cwd=self.repo.path,
@@ -900,7 +1222,9 @@ class Engine:
             timeout=timeout,
             cancel=cancel or self._cancel,
             on_line=on_line,
+            on_start=on_start,
             log_path=log_path,
+            mask=self._mask,
         )
         self._step_done(
             item_id, step, result.ok, result.describe(), started, log_path, run
@@ -954,6 +1278,7 @@ class Engine:
             self._journal(
                 "state", item=record.item.id, state=state.value, detail=detail
             )
+            faults.point(f"{record.item.id} {state.value} {detail}".rstrip())
             self._emit(
                 StateChanged(
                     record.item.id,
@@ -995,8 +1320,9 @@ class Engine:
 
     def _open_log(self, path: Path) -> None:
         handler = logging.FileHandler(path, encoding="utf-8")
+        os.chmod(path, 0o600)
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+            self._mask.formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
         handler.setLevel(logging.DEBUG)
         package = logging.getLogger("optui")
@@ -1010,6 +1336,16 @@ class Engine:
             logging.getLogger("optui").removeHandler(self._log_handler)
             self._log_handler.close()
             self._log_handler = None
+
+
+_SETTLED = FINAL_STATES | {ItemState.DEFERRED}
+"""States in which an item's verdict stands, even if its clean-up did not finish."""
+
+
+def _measurement(runs: list[RunMeasured], figures: list[k6.Summary]) -> Measurement:
+    """The runs of a measurement carried over from a session that stopped."""
+    error = next((run.error for run in runs if run.error), None)
+    return Measurement(tuple(runs), tuple(figures), error)
 
 
 _RETRIABLE = frozenset(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import git
 
+from optui import faults
 from optui.errors import GitError
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ class TargetRepo:
         except git.GitCommandError as exc:
             stderr = (exc.stderr or "").strip().removeprefix("stderr:").strip(" '\n")
             raise GitError(f"git {' '.join(args)} failed: {stderr or exc}") from exc
+        finally:
+            if args[0] in _CHANGING and env is None:
+                faults.point(f"git {args[0]}")
 
     # What the repository holds.
 
@@ -127,18 +131,34 @@ class TargetRepo:
             return False
         return True
 
+    def find_merge(self, commit: str, branch: str, since: str) -> str | None:
+        """The merge commit that brought commit into branch after since, if any."""
+        tip = self.resolve(f"refs/heads/{branch}")
+        if tip is None or tip == since or not self.is_ancestor(commit, tip):
+            return None
+        out = self._run("rev-list", "--merges", "--parents", f"{since}..{tip}")
+        for line in out.splitlines():
+            merge, *parents = line.split()
+            if commit in parents[1:]:
+                return merge
+        return None
+
     # Changing it.
 
     def checkout(self, branch: str) -> None:
         self._run("checkout", "--quiet", branch)
 
-    def create_branch(self, name: str, start: str) -> None:
+    def check_new_branch(self, name: str) -> None:
+        """Raise GitError unless name is a valid branch name that is still free."""
         check_branch_name(name)
         if self.has_branch(name):
             raise GitError(
                 f"branch {name} already exists; optui never overwrites a branch "
                 f"(delete it with 'git branch -D {name}' if it is not needed)"
             )
+
+    def create_branch(self, name: str, start: str) -> None:
+        self.check_new_branch(name)
         self._run("checkout", "--quiet", "-b", name, start)
 
     def delete_branch(self, name: str) -> None:
@@ -188,13 +208,43 @@ class TargetRepo:
             raise GitError(f"patch {patch.name} does not apply: {problem}")
         self._run("apply", "--index", str(patch))
 
-    def commit_all(self, message: str) -> str:
-        """Commit every change in the working tree; NothingToCommit if there is none."""
+    def commit_all(self, message: str, leave_out: frozenset[str] = frozenset()) -> str:
+        """Commit every change in the working tree; NothingToCommit if there is none.
+
+        leave_out: untracked files that are not part of the change (the
+        operator's own, there before it was made); they stay untracked.
+        """
         self._run("add", "--all")
+        self._unstage(leave_out)
         if not self._run("diff", "--cached", "--name-only"):
             raise NothingToCommit("there is no change to commit")
         self._run("commit", "--quiet", "--no-verify", "-m", message)
         return self.head()
+
+    def snapshot(self, message: str, leave_out: frozenset[str] = frozenset()) -> str:
+        """A commit of the working tree as it is, on top of HEAD, made through a
+        scratch index so that neither the tree nor the real index changes.
+
+        Untracked files in leave_out stay out of it; the commit is on no branch.
+        """
+        with tempfile.TemporaryDirectory(prefix="optui-index-") as folder:
+            env = {"GIT_INDEX_FILE": str(Path(folder) / "index")}
+            self._run("read-tree", "HEAD", env=env)
+            self._run("add", "--all", env=env)
+            self._unstage(leave_out, env)
+            tree = self._run("write-tree", env=env)
+        return self._run("commit-tree", tree, "-p", "HEAD", "-m", message)
+
+    def _unstage(
+        self, names: frozenset[str], env: Mapping[str, str] | None = None
+    ) -> None:
+        """Take untracked files that `add --all` staged back out of the index."""
+        ordered = sorted(names)
+        for start in range(0, len(ordered), 200):
+            chunk = ordered[start : start + 200]
+            self._run(
+                "rm", "--cached", "--quiet", "--ignore-unmatch", "--", *chunk, env=env
+            )
 
     def merge_no_ff(self, branch: str, message: str) -> str:
         """Merge branch into the current branch with a merge commit."""
@@ -232,6 +282,9 @@ class TargetRepo:
     def discard_changes(self, keep_untracked: set[str]) -> None:
         """Drop tracked changes and the untracked files not in keep_untracked."""
         self.abort_operation()
+        # A file staged but not in HEAD would be deleted by the reset: make sure
+        # none of the operator's files is staged when it runs.
+        self._unstage(frozenset(keep_untracked))
         self._run("reset", "--quiet", "--hard")
         for name in sorted(self.untracked() - keep_untracked):
             target = self.path / name
@@ -245,6 +298,12 @@ class TargetRepo:
             return []
         return out.splitlines()
 
+
+_CHANGING = frozenset(
+    {"checkout", "cherry-pick", "apply", "add", "commit", "merge", "branch"}
+    | {"update-ref", "reset", "revert", "stash"}
+)
+"""The git commands that change the repository (a scratch index does not count)."""
 
 _BAD_REF = re.compile(
     r"(^|/)\.|\.\.|[\x00-\x20~^:?*\[\\\x7f]|@\{|//|\.lock(/|$)|/$|\.$"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -24,6 +27,7 @@ from optui.events import (
     StepFinished,
 )
 from optui.plan import Plan
+from optui.recovery import PastSession
 
 EXIT_OK = 0
 EXIT_ABORTED = 130
@@ -42,10 +46,50 @@ class Policy:
 
 
 def run_headless(
-    plan: Plan, policy: Policy, out: TextIO, inp: TextIO, err: TextIO
+    plan: Plan,
+    policy: Policy,
+    out: TextIO,
+    inp: TextIO,
+    err: TextIO,
+    *,
+    resume: PastSession | None = None,
+    fresh: bool = False,
 ) -> int:
-    """Run a session, printing progress to out; return the exit status."""
-    engine = Engine(plan)
+    """Run a session, printing progress to out; return the exit status.
+
+    resume and fresh are as for ``Engine``. A SIGTERM or SIGHUP (the terminal
+    closed) stops the session as Ctrl+C does: the running step is stopped and
+    the repository put back on main, the session left to resume.
+    """
+    engine = Engine(plan, resume=resume, fresh=fresh)
+    with _signals_interrupt():
+        return _drive(engine, policy, out, inp, err)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt while a session runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {
+        signum: signal.signal(signum, interrupt)
+        for signum in (signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _drive(
+    engine: Engine, policy: Policy, out: TextIO, inp: TextIO, err: TextIO
+) -> int:
     events: queue.Queue[Event] = queue.Queue()
     engine.subscribe(events.put)
     worker = threading.Thread(target=engine.run, name="optui-engine", daemon=True)
@@ -190,4 +234,7 @@ class _Printer:
             reason = record.reason if state is not ItemState.MERGED else ""
             self.line(f"  {item_id:<{width}}  {state.value:<18} {reason}".rstrip())
         if finished.aborted:
-            self.line("session aborted; the repository is back on main")
+            self.line(
+                "session aborted; the repository is back on main; "
+                f"'optui resume {engine.plan.path}' carries it on"
+            )

@@ -8,16 +8,20 @@ outside its working tree: ``journal.jsonl`` (one JSON object a line), ``optui.lo
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import logging
 import os
 import secrets
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from optui.errors import PreflightError
+from optui.masking import Masker
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +42,35 @@ class Journal:
     """One session's folder and its journal file."""
 
     folder: Path
+    mask: Masker = field(default_factory=Masker)
+    """Applied to every string of every record, to keep secrets out."""
 
     @classmethod
-    def create(cls, git_dir: Path, session_id: str | None = None) -> Journal:
+    def create(
+        cls, git_dir: Path, session_id: str | None = None, mask: Masker | None = None
+    ) -> Journal:
+        """A new, empty session folder under git_dir."""
         folder = sessions_root(git_dir) / (session_id or new_session_id())
         folder.mkdir(parents=True, exist_ok=False, mode=0o700)
         (folder / "logs").mkdir(mode=0o700)
+        (folder / "k6").mkdir(mode=0o700)
         os.chmod(folder.parent, 0o700)
-        return cls(folder)
+        return cls(folder, mask or Masker())
+
+    @classmethod
+    def reopen(cls, folder: Path, mask: Masker | None = None) -> Journal:
+        """An existing session's journal, to append to; a torn last line is cut."""
+        journal = cls(folder, mask or Masker())
+        with journal.path.open("rb+") as handle:
+            data = handle.read()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):
+                log.warning(
+                    "%s: cutting a torn last line: %r", journal.path, data[end:200]
+                )
+                handle.truncate(end)
+                os.fsync(handle.fileno())
+        return journal
 
     @property
     def session_id(self) -> str:
@@ -76,8 +101,10 @@ class Journal:
 
     def append(self, kind: str, **fields: Any) -> None:
         """Write one record and make it durable before returning."""
-        record = {"type": kind, "at": time.time(), **fields}
-        line = json.dumps(record, default=_plain, sort_keys=False) + "\n"
+        record: object = {"type": kind, "at": time.time(), **fields}
+        if self.mask.secrets:
+            record = self.mask.data(json.loads(json.dumps(record, default=_plain)))
+        line = json.dumps(record, default=_plain) + "\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line.encode("utf-8"))
@@ -105,6 +132,40 @@ def read_journal(path: Path) -> Iterator[dict[str, Any]]:
             raise ValueError(f"{path}:{number}: journal line is not JSON") from None
         if isinstance(record, dict):
             yield record
+
+
+class SessionLock:
+    """Held while a session runs, so two never work on one repository at once.
+
+    The lock is an flock on ``<git dir>/optui/lock``: the system releases it
+    when the process ends, however it ends, so a crash never leaves it stale.
+    """
+
+    def __init__(self, git_dir: Path) -> None:
+        self.path = git_dir / "optui" / "lock"
+        self._fd: int | None = None
+
+    def acquire(self, session_id: str) -> None:
+        """Take the lock for session_id; PreflightError if another process has it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", errors="replace").strip()
+            os.close(fd)
+            raise PreflightError(
+                f"another optui session is running on this repository ({holder}); "
+                "wait for it to end, or quit it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, session {session_id}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def list_sessions(git_dir: Path) -> list[Path]:

@@ -103,7 +103,11 @@ def read_summary_json(path: Path) -> Summary:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        raise K6Error(f"the k6 summary {path} is not valid JSON: {error}") from error
+        cut = " (it stops short: k6 died while writing it?)"
+        early = error.pos >= len(text.rstrip()) - 1
+        raise K6Error(
+            f"the k6 summary {path} is not valid JSON: {error}{cut if early else ''}"
+        ) from error
 
     raw_metrics = document.get("metrics") if isinstance(document, dict) else None
     if not isinstance(raw_metrics, dict) or not raw_metrics:

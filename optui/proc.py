@@ -45,8 +45,19 @@ class CommandResult:
         if self.cancelled:
             return "stopped by the operator"
         if self.exit_code is not None and self.exit_code < 0:
-            return f"killed by signal {-self.exit_code}"
+            return f"killed by {_signal_name(-self.exit_code)}"
+        if self.exit_code is not None and 128 < self.exit_code < 128 + 65:
+            # The shell's way of saying that the program it ran died of a signal.
+            name = _signal_name(self.exit_code - 128)
+            return f"exited with status {self.exit_code} (killed by {name})"
         return f"exited with status {self.exit_code}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def run_command(
@@ -57,18 +68,22 @@ def run_command(
     timeout: float | None = None,
     cancel: threading.Event | None = None,
     on_line: Callable[[str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
     log_path: Path | None = None,
+    mask: Callable[[str], str] = str,
 ) -> CommandResult:
     """Run a plan command through /bin/sh in its own process group.
 
     Every line of its output (stdout and stderr together) goes to on_line as it
     arrives and to log_path. A timeout or the cancel event stops the whole group:
-    SIGTERM, then SIGKILL after a grace period.
+    SIGTERM, then SIGKILL after a grace period. on_start receives the pid of
+    the group's leader as soon as it runs. mask is applied to every line
+    before it is logged or passed on.
     """
     full_env = dict(os.environ if env is None else env)
     started = time.monotonic()
     log.info("running %r in %s", command, cwd)
-    log_file = _open_log(log_path, command)
+    log_file = _open_log(log_path, mask(command))
     proc = subprocess.Popen(
         ["/bin/sh", "-c", command],
         cwd=cwd,
@@ -78,7 +93,9 @@ def run_command(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    pump = _OutputPump(proc.stdout, log_file, on_line)
+    if on_start is not None:
+        on_start(proc.pid)
+    pump = _OutputPump(proc.stdout, log_file, on_line, mask)
     pump.start()
     timed_out = cancelled = False
     while proc.poll() is None:
@@ -127,7 +144,8 @@ def _open_log(path: Path | None, command: str) -> IO[str] | None:
     if path is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a", encoding="utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    handle = os.fdopen(fd, "a", encoding="utf-8")
     handle.write(f"$ {command}\n")
     handle.flush()
     return handle
@@ -141,11 +159,13 @@ class _OutputPump(threading.Thread):
         stream: IO[bytes] | None,
         log_file: IO[str] | None,
         on_line: Callable[[str], None] | None,
+        mask: Callable[[str], str] = str,
     ) -> None:
         super().__init__(name="optui-output", daemon=True)
         self.stream = stream
         self.log_file = log_file
         self.on_line = on_line
+        self.mask = mask
         self._detached = threading.Event()
 
     def run(self) -> None:
@@ -153,7 +173,7 @@ class _OutputPump(threading.Thread):
             return
         try:
             for raw in iter(self.stream.readline, b""):
-                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+                line = self.mask(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
                 if self.log_file is not None and not self.log_file.closed:
                     self.log_file.write(line + "\n")
                     self.log_file.flush()

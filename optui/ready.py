@@ -36,7 +36,7 @@ def wait_until_ready(
         if cancel.wait(float(ready.target)):
             raise Cancelled("stopped while waiting for readiness")
         return time.monotonic() - started
-    probe = _http_probe if ready.kind is ReadyKind.HTTP else _command_probe
+    probe = _PROBES[ready.kind]
     attempts = 0
     last = ""
     while True:
@@ -56,6 +56,28 @@ def wait_until_ready(
             )
         if cancel.wait(ready.interval):
             raise Cancelled("stopped while waiting for readiness")
+
+
+def answers_already(
+    ready: Ready,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    cancel: threading.Event,
+    log_path: Path | None = None,
+) -> str | None:
+    """What the readiness check says if it passes before anything is deployed.
+
+    A service that answers then is one an earlier run left behind; its figures
+    would be taken for the new revision's. None when nothing answers (and for
+    kinds of readiness that cannot tell: sleep, and docker, which watches the
+    stack's own containers).
+    """
+    probe = _PROBES.get(ready.kind)
+    if probe is None:
+        return None
+    ok, said = probe(ready.target, cwd, env, cancel, 2.0, log_path)
+    return said if ok else None
 
 
 def _http_probe(
@@ -94,3 +116,15 @@ def _command_probe(
         log_path=log_path,
     )
     return result.ok, f"{command!r} {result.describe()}"
+
+
+Probe = Callable[
+    [str, Path, Mapping[str, str], threading.Event, float, Path | None],
+    tuple[bool, str],
+]
+"""One readiness attempt: whether it passed, and what it saw."""
+
+_PROBES: dict[ReadyKind, Probe] = {
+    ReadyKind.HTTP: _http_probe,
+    ReadyKind.COMMAND: _command_probe,
+}

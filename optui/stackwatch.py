@@ -84,14 +84,17 @@ class StackWatch:
         watch.faults = containers.faults(self._before, after)
         return watch
 
-    def capture_logs(self, folder: Path, lines: int = 200) -> dict[str, str]:
-        """Save each container's recent output in folder; their paths by name."""
+    def capture_logs(
+        self, folder: Path, mask: Callable[[str], str] = str, lines: int = 200
+    ) -> dict[str, str]:
+        """Save each container's recent output, masked, in folder; paths by name."""
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         saved: dict[str, str] = {}
         for name, text in containers.recent_logs(
             self.client, self.selector, lines
         ).items():
             path = folder / f"{name}.log"
-            path.write_text(text, encoding="utf-8")
+            path.write_text(mask(text), encoding="utf-8")
+            path.chmod(0o600)
             saved[name] = str(path)
         return saved

@@ -46,10 +46,12 @@ def write_plan(
     ready: str = "command: make health",
     extra: str = "",
     gates: tuple[str, ...] = (),
+    commands: tuple[tuple[str, str], ...] = (),
 ) -> Plan:
     """A plan for the demo service with the given items (YAML, one phase).
 
-    extra: more top-level YAML (a docker section, say); gates: more gates.
+    extra: more top-level YAML (a docker section, say); gates: more gates;
+    commands: (step, command) pairs that replace the default commands.
     """
     all_gates = (
         "http_req_failed: rate == 0",
@@ -63,6 +65,7 @@ def write_plan(
         f"  repo: {repo}",
         "commands:",
         f"  test: {test}",
+        *(f"  {step}: {command}" for step, command in commands),
         "ready:",
         f"  {ready}",
         "  timeout: 20",

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import alive
 
 from optui.errors import Cancelled, StepError
 from optui.plan import Ready, ReadyKind
@@ -45,7 +46,7 @@ def test_a_hung_command_and_its_children_are_stopped(tmp_path: Path) -> None:
     assert result.timed_out
     assert result.describe() == "timed out after 1 s"
     child = int(pid_file.read_text())
-    assert not _alive(child), "the background child outlived its command"
+    assert not alive(child), "the background child outlived its command"
 
 
 def test_cancel_stops_a_command_promptly(tmp_path: Path) -> None:
@@ -67,15 +68,6 @@ def test_a_background_service_does_not_hold_the_step_open(tmp_path: Path) -> Non
         assert time.monotonic() - started < 10
     finally:
         os.kill(int(pid_file.read_text()), 9)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "State:\tZ" not in status.read_text()
 
 
 class _SlowStart(http.server.BaseHTTPRequestHandler):

@@ -22,9 +22,16 @@ from textual.widgets import Log, OptionList, Static, TabbedContent
 from optui import k6
 from optui.demo.builder import create_demo_repo
 from optui.events import DecisionNeeded, ItemFinished, ItemState, Notice, StateChanged
+from optui.recovery import find_unfinished
 from optui.tui.app import OptuiApp
 from optui.tui.bridge import EngineEvent
-from optui.tui.screens import ConfirmScreen, DecisionScreen, HelpScreen, SearchScreen
+from optui.tui.screens import (
+    ConfirmScreen,
+    DecisionScreen,
+    HelpScreen,
+    ResumeScreen,
+    SearchScreen,
+)
 from optui.tui.widgets import PlanTree
 
 pytestmark = pytest.mark.skipif(
@@ -266,6 +273,46 @@ async def test_quit_while_running_asks_and_leaves_main_clean(session_plan) -> No
         await pilot.press("q", "y")
         await until(pilot, lambda: not app.is_running, "the app to exit")
     assert app.session.finished is not None and app.session.finished.aborted
+    assert_clean_on_main(repo)
+
+
+async def test_after_a_quit_the_next_start_offers_to_resume(session_plan) -> None:  # type: ignore[no-untyped-def]
+    plan, repo, monkeypatch = session_plan
+    monkeypatch.setenv("LONG_ITEM", "precompute-fees")
+    app = OptuiApp(plan)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await until(
+            pilot, lambda: state(app, "precompute-fees") is ItemState.TESTING, "test"
+        )
+        await pilot.press("q", "y")
+        await until(pilot, lambda: not app.is_running, "the app to exit")
+    first = app.session.started
+    monkeypatch.delenv("LONG_ITEM")
+
+    past = find_unfinished(repo / ".git")
+    assert past is not None
+    again = OptuiApp(plan, offer=past)
+    async with again.run_test(size=(160, 45)) as pilot:
+        await until(pilot, lambda: isinstance(again.screen, ResumeScreen), "offer")
+        offer = str(again.screen.query_one("#resume-state", Static).render())
+        assert "was aborted" in offer and "4 still to run" in offer
+        await pilot.press("r")
+        await until(
+            pilot, lambda: isinstance(again.screen, DecisionScreen), "a decision"
+        )
+        await pilot.press("m")
+        await until(
+            pilot,
+            lambda: state(again, "precompute-fees") is ItemState.MERGED,
+            "the merge",
+        )
+        await pilot.press("q", "y")
+        await until(pilot, lambda: not again.is_running, "the app to exit")
+    assert first is not None and again.session.started is not None
+    assert again.session.started.session_id == first.session_id
+    assert git(repo, "log", "-1", "--format=%s", "main").startswith(
+        "Merge test/precompute-fees"
+    )
     assert_clean_on_main(repo)
 
 

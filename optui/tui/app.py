@@ -29,6 +29,7 @@ from optui.events import (
     StepStarted,
 )
 from optui.plan import Plan
+from optui.recovery import PastSession
 from optui.review import Review, find_review
 from optui.tui.bridge import EngineBridge, EngineEvent
 from optui.tui.screens import (
@@ -36,6 +37,7 @@ from optui.tui.screens import (
     DecisionScreen,
     HelpScreen,
     ManualScreen,
+    ResumeScreen,
     SearchScreen,
 )
 from optui.tui.view import (
@@ -93,11 +95,14 @@ class OptuiApp(App[int]):
         plan: Plan,
         *,
         engine: Engine | None = None,
+        offer: PastSession | None = None,
         start: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """offer: an unfinished session to offer to resume before starting."""
         super().__init__()
         self.plan = plan
+        self.offer = offer
         self.engine = engine or Engine(plan, linger=True)
         self.session = SessionView(plan, clock=clock)
         self.bridge = EngineBridge(self)
@@ -153,15 +158,32 @@ class OptuiApp(App[int]):
         self._update_header()
         self.set_interval(DRAIN_SECONDS, self._drain)
         self.set_interval(1.0, self._update_header)
+        if self.offer is not None:
+            self.push_screen(ResumeScreen(self.offer.describe()), self._on_offer)
+        elif self.start_engine:
+            self._start_engine()
+
+    def _on_offer(self, answer: str | None) -> None:
+        if answer not in ("resume", "fresh"):
+            self.exit(0)
+            return
+        if answer == "resume":
+            self.engine = Engine(self.plan, linger=True, resume=self.offer)
+        else:
+            self.engine = Engine(self.plan, linger=True, fresh=True)
+        self.engine.subscribe(self.bridge)
         if self.start_engine:
-            self.run_worker(
-                self.engine.run,
-                thread=True,
-                name="engine",
-                group="engine",
-                description=f"session of {self.plan.name}",
-                exit_on_error=False,
-            )
+            self._start_engine()
+
+    def _start_engine(self) -> None:
+        self.run_worker(
+            self.engine.run,
+            thread=True,
+            name="engine",
+            group="engine",
+            description=f"session of {self.plan.name}",
+            exit_on_error=False,
+        )
 
     def on_unmount(self) -> None:
         self._closing = True

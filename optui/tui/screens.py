@@ -85,6 +85,38 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(answer)
 
 
+class ResumeScreen(ModalScreen[str]):
+    """The last session did not finish: resume it, start afresh, or quit."""
+
+    BINDINGS = [
+        Binding("r", "answer('resume')", "Resume"),
+        Binding("f", "answer('fresh')", "Start afresh"),
+        Binding("q", "answer('quit')", "Quit"),
+        Binding("escape", "answer('quit')", "Quit"),
+    ]
+
+    def __init__(self, description: str) -> None:
+        super().__init__()
+        self.description = description
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static("[b]The last session did not finish[/b]", id="dialog-title")
+            yield Static(escape(self.description), id="resume-state")
+            yield Static(
+                "Either way the repository is first put back on main, clean; "
+                "nothing measured or committed is lost.",
+                id="resume-note",
+            )
+            yield Static(
+                "[b]r[/b] resume it   [b]f[/b] start afresh   [b]q[/b] quit",
+                id="dialog-keys",
+            )
+
+    def action_answer(self, answer: str) -> None:
+        self.dismiss(answer)
+
+
 class ManualScreen(ModalScreen[bool]):
     """A manual item: the operator edits the working tree, then says done."""
 
