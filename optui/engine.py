@@ -157,8 +157,8 @@ class Engine:
         self._past = resume
         self._fresh = fresh
         self._touched = False
-        self._plan_edited = False
         """Whether the session has changed the repository (a refusal does not)."""
+        self._plan_edited = False
         self._resumed: dict[str, PastItem] = {}
         self._session_lock = SessionLock(self.repo.git_dir)
         self._listeners: list[Listener] = []
@@ -531,9 +531,8 @@ class Engine:
         if past is not None and past.baseline is not None:
             if past.baseline_sha == main_sha:
                 self.baseline = dict(past.baseline)
-                values = {f"{m}: {s}": v for (m, s), v in self.baseline.items()}
                 source = "kept from before the session stopped"
-                self._emit(BaselineSet(values, source, main_sha))
+                self._emit(BaselineSet(_by_label(self.baseline), source, main_sha))
                 return
             self._emit(
                 Notice(
@@ -571,7 +570,7 @@ class Engine:
         except MissingFigure as exc:
             raise BaselineError(f"baseline: {exc}") from None
         main_sha = self.repo.resolve(self.plan.main) or ""
-        values = {f"{m}: {s}": v for (m, s), v in self.baseline.items()}
+        values = _by_label(self.baseline)
         keys = [[m, s, v] for (m, s), v in self.baseline.items()]
         self._journal(
             "baseline", values=values, keys=keys, source=source, main_sha=main_sha
@@ -1340,6 +1339,11 @@ class Engine:
 
 _SETTLED = FINAL_STATES | {ItemState.DEFERRED}
 """States in which an item's verdict stands, even if its clean-up did not finish."""
+
+
+def _by_label(baseline: Mapping[tuple[str, str], float]) -> dict[str, float]:
+    """Baseline figures keyed as the operator reads them: ``metric: stat``."""
+    return {f"{metric}: {stat}": value for (metric, stat), value in baseline.items()}
 
 
 def _measurement(runs: list[RunMeasured], figures: list[k6.Summary]) -> Measurement:
