@@ -13,14 +13,14 @@ import re
 import shutil
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from functools import lru_cache
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from optui import samples
 from optui.errors import K6Error
+from optui.samples import RunFigures, SecondFigures
 
 logger = logging.getLogger(__name__)
 
@@ -348,11 +348,15 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def samples_percentile(
     samples_path: Path, metric: str, tags: Mapping[str, str], q: float
 ) -> float | None:
-    """The q-th percentile of the metric's points that carry all the given tags."""
+    """The q-th percentile of the metric's points that carry all the given tags.
+
+    Read through a histogram (`optui.samples.LatencyHistogram`): within 0.5% of
+    the exact percentile, the smallest and largest values exact.
+    """
     if not 0 <= q <= 100:
         raise ValueError(f"a percentile is between 0 and 100, not {q}")
-    (values,) = _collect_values(samples_path, [(metric, tags)])
-    return percentile(values, q)
+    (histogram,) = _read_trends(samples_path, [(metric, tags)])
+    return histogram.percentile(q)
 
 
 def fill_from_samples(
@@ -360,9 +364,10 @@ def fill_from_samples(
 ) -> Summary:
     """The summary with the wanted percentiles it lacks computed from the samples.
 
-    Only percentiles (`p(N)` and `med`) can be computed; other missing statistics
-    stay missing, as do those of metrics without points. The samples file is read
-    once, and only when something is missing.
+    Only percentiles (`p(N)` and `med`) can be computed, within 0.5% (see
+    `samples_percentile`); other missing statistics stay missing, as do those of
+    metrics without points. The samples file is read once, and only when
+    something is missing; memory stays bounded whatever its size.
     """
     missing: list[tuple[str, str, float]] = []
     for key, stat in dict.fromkeys(wanted):
@@ -376,16 +381,48 @@ def fill_from_samples(
     if not missing:
         return summary
 
-    queries = [parse_metric_key(key) for key, _, _ in missing]
-    collected = _collect_values(samples_path, queries)
+    keys = list(dict.fromkeys(key for key, _, _ in missing))
+    histograms = dict(
+        zip(
+            keys,
+            _read_trends(samples_path, [parse_metric_key(key) for key in keys]),
+            strict=True,
+        )
+    )
     metrics = {key: dict(values) for key, values in summary.metrics.items()}
-    for (key, stat, q), values in zip(missing, collected, strict=True):
-        value = percentile(values, q)
+    for key, stat, q in missing:
+        value = histograms[key].percentile(q)
         if value is None:
             logger.debug("no %s points in %s", key, samples_path)
             continue
         metrics.setdefault(key, {})[stat] = value
     return Summary(metrics=metrics, source=summary.source)
+
+
+def read_run_figures(samples_path: Path) -> RunFigures:
+    """Requests, failures, duration histograms and seconds of a run's samples.
+
+    For the journal: `RunFigures.to_dict()` is JSON, a few kilobytes whatever
+    the length of the run.
+    """
+    try:
+        return samples.read_samples(samples_path)
+    except FileNotFoundError:
+        raise K6Error(f"k6 wrote no samples at {samples_path}") from None
+    except OSError as error:
+        raise K6Error(f"cannot read the k6 samples {samples_path}: {error}") from error
+
+
+def _read_trends(
+    samples_path: Path, queries: Sequence[tuple[str, Mapping[str, str]]]
+) -> list[samples.LatencyHistogram]:
+    """For each (metric, tags) query, the histogram of its points, in one pass."""
+    try:
+        return samples.read_trends(samples_path, queries)
+    except FileNotFoundError:
+        raise K6Error(f"k6 wrote no samples at {samples_path}") from None
+    except OSError as error:
+        raise K6Error(f"cannot read the k6 samples {samples_path}: {error}") from error
 
 
 def _percentile_of(stat: str) -> float | None:
@@ -399,166 +436,7 @@ def _percentile_of(stat: str) -> float | None:
     return q if q <= 100 else None
 
 
-def _collect_values(
-    samples_path: Path, queries: Sequence[tuple[str, Mapping[str, str]]]
-) -> list[list[float]]:
-    """For each (metric, tags) query, the values of its points, in one pass."""
-    results: list[list[float]] = [[] for _ in queries]
-    by_metric: dict[str, list[int]] = {}
-    for index, (metric, _) in enumerate(queries):
-        by_metric.setdefault(metric, []).append(index)
-    needles = [(metric, _needle(metric)) for metric in by_metric]
-
-    for line in _read_lines(samples_path):
-        for metric, needle in needles:
-            # Most lines are other metrics: decode only the ones naming ours.
-            if needle not in line:
-                continue
-            point = _decode_point(line)
-            if point is None or point[0] != metric:
-                continue
-            _, value, _, point_tags = point
-            for index in by_metric[metric]:
-                if _tags_match(point_tags, queries[index][1]):
-                    results[index].append(value)
-    return results
-
-
-def _needle(metric: str) -> bytes:
-    """The bytes that every line holding the metric contains."""
-    return json.dumps(metric).encode()
-
-
-def _read_lines(samples_path: Path) -> Iterator[bytes]:
-    """The lines of the sample stream, or K6Error if it cannot be read."""
-    try:
-        with samples_path.open("rb") as stream:
-            yield from stream
-    except FileNotFoundError:
-        raise K6Error(f"k6 wrote no samples at {samples_path}") from None
-    except OSError as error:
-        raise K6Error(f"cannot read the k6 samples {samples_path}: {error}") from error
-
-
-def _decode_point(line: bytes) -> tuple[str, float, str, dict[str, str]] | None:
-    """(metric, value, time, tags) of a `Point` line, or None for any other line."""
-    try:
-        document = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        logger.debug("skipping an unreadable k6 sample line: %r", line[:200])
-        return None
-    if not isinstance(document, dict) or document.get("type") != "Point":
-        return None
-    data = document.get("data")
-    if not isinstance(data, dict):
-        return None
-    value = data.get("value")
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return None
-    tags = data.get("tags")
-    return (
-        str(document.get("metric")),
-        float(value),
-        str(data.get("time", "")),
-        tags if isinstance(tags, dict) else {},
-    )
-
-
-def _tags_match(point_tags: Mapping[str, Any], wanted: Mapping[str, str]) -> bool:
-    """Whether the point carries every wanted tag with the wanted value."""
-    return all(point_tags.get(tag) == value for tag, value in wanted.items())
-
-
 # Live figures while k6 runs
-
-_LIVE_METRICS = ("http_reqs", "http_req_failed", "http_req_duration")
-_LIVE_NEEDLES = tuple(_needle(metric) for metric in _LIVE_METRICS)
-_LATE_GRACE_S = 0.1
-"""How far into a later second a second stays open.
-
-k6 writes samples from several VUs in batches, a little out of order.
-"""
-_READ_CHUNK = 1 << 20
-_TIMESTAMP = re.compile(
-    r"^(?P<base>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(?P<fraction>\d+))?"
-    r"(?P<zone>Z|[+-]\d\d:\d\d)$"
-)
-
-
-@dataclass(frozen=True)
-class SecondFigures:
-    """What one second of a running test did."""
-
-    second: int
-    """Whole seconds since the first sample."""
-    requests: int
-    """HTTP requests that ended in this second."""
-    failures: int
-    """Of those, the ones k6 counts as failed (`http_req_failed`)."""
-    p99_ms: float | None
-    """99th percentile of their durations; None when there were no requests."""
-
-
-@dataclass
-class _Bucket:
-    requests: int = 0
-    failures: float = 0.0
-    durations: list[float] = field(default_factory=list)
-
-
-class _SecondTally:
-    """Groups live points by second and says which seconds are complete."""
-
-    def __init__(self) -> None:
-        self._origin: float | None = None
-        self._latest = 0.0
-        self._next = 0
-        self._buckets: dict[int, _Bucket] = {}
-
-    def add(self, metric: str, time: float, value: float) -> None:
-        """Count one point of one of the live metrics."""
-        if self._origin is None:
-            self._origin = time
-        offset = time - self._origin
-        self._latest = max(self._latest, offset)
-        # A point for a second already delivered counts in the first open one, so
-        # that the totals stay those of the run.
-        second = max(math.floor(offset), self._next)
-        bucket = self._buckets.setdefault(second, _Bucket())
-        if metric == "http_reqs":
-            bucket.requests += int(value)
-        elif metric == "http_req_failed":
-            bucket.failures += value
-        elif metric == "http_req_duration":
-            bucket.durations.append(value)
-
-    def complete(self) -> list[SecondFigures]:
-        """The seconds that a later point has closed, not delivered before."""
-        if self._origin is None:
-            return []
-        last = math.floor(self._latest - _LATE_GRACE_S) - 1
-        return self._take_until(last)
-
-    def rest(self) -> list[SecondFigures]:
-        """Every second not yet delivered, the last partial one included."""
-        if not self._buckets:
-            return []
-        return self._take_until(max(self._buckets))
-
-    def _take_until(self, last: int) -> list[SecondFigures]:
-        figures = []
-        while self._next <= last:
-            bucket = self._buckets.pop(self._next, _Bucket())
-            figures.append(
-                SecondFigures(
-                    second=self._next,
-                    requests=bucket.requests,
-                    failures=round(bucket.failures),
-                    p99_ms=percentile(bucket.durations, 99),
-                )
-            )
-            self._next += 1
-        return figures
 
 
 class LiveSampler:
@@ -568,8 +446,8 @@ class LiveSampler:
     calls `on_second` (from that thread) for each second once a point a tenth of a
     second into a later one has been read. `stop()` reads the rest, delivers the
     remaining seconds from the calling thread and re-raises anything the thread
-    ran into. The file may appear late or never; a line k6 has only half written
-    waits for its end.
+    ran into; `figures` then holds the whole run's `RunFigures`. The file may
+    appear late or never; a line k6 has only half written waits for its end.
     """
 
     def __init__(
@@ -582,12 +460,17 @@ class LiveSampler:
         self._on_second = on_second
         self._poll_interval = poll_interval
         self._stream: IO[bytes] | None = None
-        self._fragment = b""
-        self._tally = _SecondTally()
+        self._reader = samples.SampleReader()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: Exception | None = None
         self._stopped = False
+        self._figures: RunFigures | None = None
+
+    @property
+    def figures(self) -> RunFigures | None:
+        """The run's figures once `stop()` has read everything; None before."""
+        return self._figures
 
     def start(self) -> None:
         """Start following the file in a daemon thread."""
@@ -610,9 +493,11 @@ class LiveSampler:
             if self._failure is not None:
                 raise self._failure
             self.poll()
-            self._finish_fragment()
-            for figures in self._tally.rest():
-                self._on_second(figures)
+            delivered = len(self._reader.figures.seconds)
+            figures = self._reader.finish()
+            for second in figures.seconds[delivered:]:
+                self._on_second(second)
+            self._figures = figures
         finally:
             self._close()
 
@@ -624,13 +509,9 @@ class LiveSampler:
         stream = self._open()
         if stream is None:
             return
-        while chunk := stream.read(_READ_CHUNK):
-            lines = (self._fragment + chunk).split(b"\n")
-            self._fragment = lines.pop()
-            for line in lines:
-                self._take_line(line)
-        for figures in self._tally.complete():
-            self._on_second(figures)
+        while chunk := stream.read(samples.READ_CHUNK):
+            for second in self._reader.feed(chunk):
+                self._on_second(second)
 
     def _follow(self) -> None:
         try:
@@ -651,42 +532,7 @@ class LiveSampler:
             logger.debug("following k6 samples in %s", self.samples_path)
         return self._stream
 
-    def _take_line(self, line: bytes) -> None:
-        if not any(needle in line for needle in _LIVE_NEEDLES):
-            return
-        point = _decode_point(line)
-        if point is None or point[0] not in _LIVE_METRICS:
-            return
-        metric, value, time_text, _ = point
-        time = _epoch_seconds(time_text)
-        if time is None:
-            logger.debug("skipping a k6 sample with an unreadable time: %r", time_text)
-            return
-        self._tally.add(metric, time, value)
-
-    def _finish_fragment(self) -> None:
-        """Take a last line k6 ended without a newline, if it is whole."""
-        if self._fragment.strip():
-            self._take_line(self._fragment)
-        self._fragment = b""
-
     def _close(self) -> None:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
-
-
-def _epoch_seconds(text: str) -> float | None:
-    """Seconds since the epoch of a k6 sample time such as `...T19:58:31.6595Z`."""
-    match = _TIMESTAMP.match(text)
-    if match is None:
-        return None
-    whole = _whole_epoch_seconds(match["base"], match["zone"])
-    fraction = match["fraction"]
-    return whole + (float(f"0.{fraction}") if fraction else 0.0)
-
-
-@lru_cache(maxsize=256)
-def _whole_epoch_seconds(base: str, zone: str) -> float:
-    offset = "+00:00" if zone == "Z" else zone
-    return datetime.fromisoformat(base + offset).timestamp()
