@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from optui import faults, k6
+from optui import faults, judging, k6, stats
 from optui.check import check_plan
 from optui.errors import (
     BaselineError,
@@ -99,10 +99,31 @@ class Measurement:
     runs: tuple[RunMeasured, ...]
     summaries: tuple[k6.Summary, ...]
     error: str | None = None
+    verdicts: tuple[tuple[Gate, stats.Verdict], ...] = ()
+    """The latency gates decided over all runs, each with its verdict."""
+
+    @property
+    def decided(self) -> frozenset[str]:
+        """The gates the verdicts decide: their per-run results only inform."""
+        return frozenset(gate.text for gate, _ in self.verdicts)
 
     @property
     def failed_results(self) -> list[GateResult]:
-        return [r for run in self.runs for r in run.results if not r.passed]
+        """The runs' failures of the gates that every run must pass."""
+        decided = self.decided
+        return [
+            r
+            for run in self.runs
+            for r in run.results
+            if not r.passed and r.gate not in decided
+        ]
+
+    def verdicts_of(self, outcome: stats.Outcome) -> list[str]:
+        return [
+            f"{gate.text}: {v.description}"
+            for gate, v in self.verdicts
+            if v.outcome is outcome
+        ]
 
     @property
     def passed(self) -> bool:
@@ -153,6 +174,10 @@ class Engine:
             for item in plan.items()
         }
         self.baseline: dict[tuple[str, str], float] = {}
+        self._baseline_latency: list[judging.Latency] = []
+        self._side: str | None = None
+        """Set while main's side of a pair is measured for an item."""
+        """The request durations of the baseline's runs, for latency verdicts."""
         self.journal: Journal | None = None
         self._past = resume
         self._fresh = fresh
@@ -531,6 +556,7 @@ class Engine:
         if past is not None and past.baseline is not None:
             if past.baseline_sha == main_sha:
                 self.baseline = dict(past.baseline)
+                self._baseline_latency = list(past.baseline_latency)
                 source = "kept from before the session stopped"
                 self._emit(BaselineSet(_by_label(self.baseline), source, main_sha))
                 return
@@ -572,8 +598,18 @@ class Engine:
         main_sha = self.repo.resolve(self.plan.main) or ""
         values = _by_label(self.baseline)
         keys = [[m, s, v] for (m, s), v in self.baseline.items()]
+        self._baseline_latency = [r.latency for r in measurement.runs if r.latency]
+        latency = [
+            {key: h.to_dict() for key, h in run.items()}
+            for run in self._baseline_latency
+        ]
         self._journal(
-            "baseline", values=values, keys=keys, source=source, main_sha=main_sha
+            "baseline",
+            values=values,
+            keys=keys,
+            source=source,
+            main_sha=main_sha,
+            latency=latency,
         )
         self._emit(BaselineSet(values, source, main_sha, item_id))
         self._warn_absent_counters(measurement)
@@ -714,7 +750,9 @@ class Engine:
         self._emit(Notice(f"carrying on from {past.state.value}", item_id=item.id))
         if past.decision is not None:
             return self._act_on(record, past.decision, done, past.main_sha)
-        return self._test_and_decide(record, past.main_sha, done)
+        # Pairs are measured afresh: half a pair cannot be carried on.
+        again = None if self._in_turns(item) else done
+        return self._test_and_decide(record, past.main_sha, again)
 
     def _apply(self, record: ItemRecord, untracked: frozenset[str]) -> None:
         """Make the item's branch and its change; untracked: the operator's files."""
@@ -788,7 +826,10 @@ class Engine:
         item = record.item
         gates = self.plan.gates_for(item)
         while True:
-            measurement = self._measure(item.id, gates, record, done)
+            if self._in_turns(item):
+                measurement = self._measure_in_turns(record, gates)
+            else:
+                measurement = self._measure(item.id, gates, record, done)
             done = None
             record.runs.extend(measurement.runs)
             if measurement.error:
@@ -797,9 +838,59 @@ class Engine:
                 first = measurement.failed_results[0]
                 self._finish(record, ItemState.FAILED, first.describe())
                 return False
+            self._report_verdicts(item.id, measurement)
+            failed = measurement.verdicts_of(stats.Outcome.FAIL)
+            if failed:
+                self._finish(record, ItemState.FAILED, failed[0])
+                return False
             decision = self._ask(record, measurement, main_sha)
             if decision is not Decision.RERUN:
                 return self._act_on(record, decision, measurement, main_sha)
+
+    def _in_turns(self, item: Item) -> bool:
+        """Whether the item is measured against main in turns (A B A B ...)."""
+        if not (item.require_improvement and self.plan.statistics.alternate):
+            return False
+        return bool(judging.by_interval(self.plan, self.plan.gates_for(item)))
+
+    def _measure_in_turns(
+        self, record: ItemRecord, gates: tuple[Gate, ...]
+    ) -> Measurement:
+        """Main, then the item, each freshly deployed, pair after pair, so that
+        drift of the machine falls on both sides; judged pair by pair."""
+        item = record.item
+        fixed = tuple(g for g in gates if not g.relative)
+        mains: list[RunMeasured] = []
+        runs: list[RunMeasured] = []
+        summaries: list[k6.Summary] = []
+        while True:
+            self.repo.checkout(self.plan.main)
+            self._emit(
+                Notice(f"pair {len(runs) + 1}: {self.plan.main}", item_id=item.id)
+            )
+            self._side = self.plan.main
+            try:
+                side = self._measure(
+                    item.id, fixed, record, _measurement(mains, []), once=True
+                )
+            finally:
+                self._side = None
+            self.repo.checkout(item.branch)
+            if side.error or side.failed_results:
+                why = side.error or side.failed_results[0].describe()
+                return Measurement(
+                    tuple(runs), tuple(summaries), f"{self.plan.main}: {why}"
+                )
+            mains = list(side.runs)
+            self._emit(Notice(f"pair {len(runs) + 1}: {item.branch}", item_id=item.id))
+            done = Measurement(tuple(runs), tuple(summaries))
+            m = self._measure(item.id, gates, record, done, once=True)
+            runs, summaries = list(m.runs), list(m.summaries)
+            if m.error:
+                return m
+            judged = self._judged(item.id, gates, runs, summaries, mains)
+            if not self._wants_another(item.id, gates, runs, summaries, mains):
+                return judged
 
     def _act_on(
         self, record: ItemRecord, decision: Decision, m: Measurement, main_sha: str
@@ -812,16 +903,47 @@ class Engine:
             self._finish(record, ItemState.REJECTED, "rejected by the operator")
         elif decision is Decision.DEFER:
             self._finish(record, ItemState.DEFERRED, "deferred by the operator")
+        elif m.verdicts_of(stats.Outcome.INCONCLUSIVE):
+            unsettled = m.verdicts_of(stats.Outcome.INCONCLUSIVE)[0]
+            self._finish(record, ItemState.INCONCLUSIVE, unsettled)
         else:
             self._finish(record, ItemState.PASSED, "passed; left unmerged")
         return False
 
+    def _report_verdicts(self, item_id: str, m: Measurement) -> None:
+        for gate, v in m.verdicts:
+            c = v.comparison
+            self._journal(
+                "verdict",
+                item=item_id,
+                gate=gate.text,
+                outcome=v.outcome.value,
+                change=c.change,
+                low=c.low if c.bounded else None,
+                high=c.high if c.bounded else None,
+                confidence=c.confidence,
+                limit=v.limit,
+                runs=c.candidate_runs,
+                baseline_runs=c.baseline_runs,
+                paired=c.paired,
+                description=v.description,
+            )
+            level = "info" if v.outcome is stats.Outcome.PASS else "warning"
+            self._emit(Notice(f"{gate.text}: {v.description}", level, item_id))
+
     def _ask(self, record: ItemRecord, m: Measurement, main_sha: str) -> Decision:
         item = record.item
         results = tuple(r for run in m.runs for r in run.results)
-        self._set(record, ItemState.AWAITING_DECISION, "every gate passed")
+        unsettled = m.verdicts_of(stats.Outcome.INCONCLUSIVE)
+        summary = (
+            f"inconclusive after {len(m.runs)} runs"
+            if unsettled
+            else "every gate passed"
+        )
+        self._set(record, ItemState.AWAITING_DECISION, summary)
         diffstat = self.repo.diffstat(main_sha, item.branch)
-        self._emit(DecisionNeeded(item.id, results, diffstat))
+        lines = tuple(f"{g.text}: {v.description}" for g, v in m.verdicts)
+        self._emit(DecisionNeeded(item.id, results, diffstat, lines, bool(unsettled)))
         while True:
             item_id, answer = self._decisions.get()
             if isinstance(answer, _Stop):
@@ -901,12 +1023,20 @@ class Engine:
         gates: tuple[Gate, ...],
         record: ItemRecord | None = None,
         done: Measurement | None = None,
+        *,
+        once: bool = False,
     ) -> Measurement:
-        """Build, deploy and load-test one revision; done: its runs so far."""
-        if done is not None and self._complete(done):
-            return done
+        """Build, deploy and load-test one revision; done: its runs so far;
+        once: make one run more and no verdict (a side of a pair)."""
         runs = list(done.runs) if done is not None else []
         summaries = list(done.summaries) if done is not None else []
+        if done is not None and done.error is not None:
+            return done
+        wanted = len(runs) + 1 if once else None
+        if done is not None and not self._wants_another(
+            item_id, gates, runs, summaries, until=wanted
+        ):
+            return self._judged(item_id, gates, runs, summaries)
         timeouts = self.plan.timeouts
         self._journal("measure", item=item_id, first_run=len(runs) + 1)
         try:
@@ -918,7 +1048,8 @@ class Engine:
             self._require(item_id, Step.UP, self.plan.commands.up, timeouts.up)
             self._set_state(record, ItemState.WAITING_READY)
             self._wait_ready(item_id)
-            for run in range(len(runs) + 1, self.plan.runs + 1):
+            while self._wants_another(item_id, gates, runs, summaries, until=wanted):
+                run = len(runs) + 1
                 self._set_state(record, ItemState.TESTING, run)
                 measured, summary = self._test_run(item_id, run, gates)
                 runs.append(measured)
@@ -929,21 +1060,73 @@ class Engine:
                 summaries.append(summary)
                 if not measured.passed:
                     self._capture_container_logs(item_id)
-                    if self.plan.fail_fast:
-                        break
         except StepError as exc:
             self._capture_container_logs(item_id)
             return Measurement(tuple(runs), tuple(summaries), str(exc))
         finally:
             self._set_state(record, ItemState.TEARING_DOWN)
             self._tear_down(item_id)
-        return Measurement(tuple(runs), tuple(summaries))
+        if once:
+            return Measurement(tuple(runs), tuple(summaries))
+        return self._judged(item_id, gates, runs, summaries)
 
-    def _complete(self, m: Measurement) -> bool:
-        """Whether runs carried over from before a stop already settle the verdict."""
-        if m.error is not None or len(m.runs) >= self.plan.runs:
+    def _judged(
+        self,
+        item_id: str | None,
+        gates: tuple[Gate, ...],
+        runs: list[RunMeasured],
+        summaries: list[k6.Summary],
+        pairs: list[RunMeasured] | None = None,
+    ) -> Measurement:
+        """The runs so far, with the verdicts of the gates decided over them all.
+
+        pairs: main's runs, made in turns with these; judged pair by pair.
+        """
+        interval = judging.by_interval(self.plan, gates) if item_id else ()
+        latency = [r.latency for r in runs]
+        base = self._baseline_latency if pairs is None else [r.latency for r in pairs]
+        confidence = self.plan.statistics.confidence
+        verdicts = tuple(
+            (
+                gate,
+                judging.judge(
+                    gate, base, latency, confidence=confidence, in_pairs=bool(pairs)
+                ),
+            )
+            for gate in interval
+            if judging.judgeable(gate, base) and judging.judgeable(gate, latency)
+        )
+        return Measurement(tuple(runs), tuple(summaries), None, verdicts)
+
+    def _wants_another(
+        self,
+        item_id: str | None,
+        gates: tuple[Gate, ...],
+        runs: list[RunMeasured],
+        summaries: list[k6.Summary],
+        pairs: list[RunMeasured] | None = None,
+        *,
+        until: int | None = None,
+    ) -> bool:
+        """Whether to make one more run: the planned ones first, then more while
+        a latency verdict is inconclusive, up to the plan's maximum.
+
+        pairs: as for ``_judged``; until: no more runs than this, and no verdict.
+        """
+        if until is not None:
+            return len(runs) < until
+        planned = self.plan.runs
+        if item_id is None and judging.by_interval(self.plan, self.plan.gates):
+            planned = max(planned, 2)
+        so_far = self._judged(item_id, gates, runs, summaries, pairs)
+        if so_far.failed_results and self.plan.fail_fast:
+            return False
+        if len(runs) < planned:
             return True
-        return bool(self.plan.fail_fast and m.failed_results)
+        if so_far.failed_results or so_far.verdicts_of(stats.Outcome.FAIL):
+            return False
+        unsettled = so_far.verdicts_of(stats.Outcome.INCONCLUSIVE)
+        return bool(unsettled) and len(runs) < self.plan.max_runs
 
     def _set_state(
         self, record: ItemRecord | None, state: ItemState, run: int | None = None
@@ -1084,6 +1267,17 @@ class Engine:
         measured, summary = self._judge_run(
             item_id, run, gates, result, summary_path, samples_path, tail, watch
         )
+        if measured.error is None and samples_path.exists():
+            try:
+                figures = k6.read_run_figures(samples_path)
+            except K6Error as exc:
+                # Without them the latency gates fall back to the seed rule.
+                log.warning("run %d: no request durations: %s", run, exc)
+            else:
+                latency = judging.latency_of(figures)
+                measured = dataclasses.replace(measured, latency=latency)
+        if self._side is not None:
+            measured = dataclasses.replace(measured, side=self._side)
         samples_path.unlink(missing_ok=True)
         read = [
             [metric, stat, value]
@@ -1093,12 +1287,14 @@ class Engine:
         self._journal(
             "run",
             item=item_id,
+            side=self._side,
             run=run,
             runs=self.plan.runs,
             read=read,
             error=measured.error,
             figures=measured.figures,
             results=[dataclasses.asdict(r) for r in measured.results],
+            latency={key: h.to_dict() for key, h in measured.latency.items()},
             summary=str(summary_path) if summary_path.exists() else None,
             containers=watch.memory_mb if watch is not None else None,
         )
@@ -1355,6 +1551,7 @@ def _measurement(runs: list[RunMeasured], figures: list[k6.Summary]) -> Measurem
 _RETRIABLE = frozenset(
     {
         ItemState.FAILED,
+        ItemState.INCONCLUSIVE,
         ItemState.ERROR,
         ItemState.REJECTED,
         ItemState.PASSED,
@@ -1390,6 +1587,7 @@ def _kept_kind(state: ItemState) -> str:
         ItemState.ERROR: "failed",
         ItemState.REJECTED: "rejected",
         ItemState.PASSED: "passed",
+        ItemState.INCONCLUSIVE: "inconclusive",
         ItemState.DEFERRED: "deferred",
         ItemState.SKIPPED: "skipped",
     }.get(state, "interrupted")

@@ -15,6 +15,7 @@ from optui.gates import GateResult
 
 if TYPE_CHECKING:
     from optui.containers import ContainerSample
+    from optui.samples import LatencyHistogram
 
 
 class ItemState(Enum):
@@ -45,7 +46,11 @@ class ItemState(Enum):
     REJECTED = "rejected"
     """The operator turned down a change that passed."""
     FAILED = "failed"
-    """A gate failed on some run: the change regressed."""
+    """A gate failed: a correctness gate on some run, or a latency gate's interval
+    lay wholly beyond its limit."""
+    INCONCLUSIVE = "inconclusive"
+    """After the most runs, a latency gate's interval still straddled its limit;
+    left unmerged, its commit kept."""
     ERROR = "error"
     """It could not be applied or measured: nothing is known about its effect."""
 
@@ -65,6 +70,7 @@ FINAL_STATES = frozenset(
         ItemState.PASSED,
         ItemState.REJECTED,
         ItemState.FAILED,
+        ItemState.INCONCLUSIVE,
         ItemState.ERROR,
     }
 )
@@ -203,6 +209,10 @@ class RunMeasured(Event):
     """Why the run could not be measured; then results is empty."""
     figures: dict[str, float] = field(default_factory=dict)
     """Headline figures of the run, by name (``p99_ms``, ``requests``, ...)."""
+    latency: dict[str, LatencyHistogram] = field(default_factory=dict)
+    """The run's request durations, by metric key, for the latency verdicts."""
+    side: str | None = None
+    """The main branch, for main's run of a pair measured in turns with the item."""
 
     @property
     def passed(self) -> bool:
@@ -227,6 +237,10 @@ class DecisionNeeded(Event):
     item_id: str
     results: tuple[GateResult, ...]
     diffstat: str
+    verdicts: tuple[str, ...] = ()
+    """The latency gates' verdicts, each with its interval, as lines."""
+    inconclusive: bool = False
+    """Some latency gate stayed inconclusive: no verdict to follow blindly."""
     choices: tuple[Decision, ...] = (
         Decision.MERGE,
         Decision.REJECT,

@@ -129,6 +129,9 @@ def _decide(
     if policy.dry_run:
         out.write(f"[{event.item_id}] dry run: not merging\n")
         return Decision.LEAVE
+    if policy.auto_merge and event.inconclusive:
+        out.write(f"[{event.item_id}] inconclusive: not merging without a decision\n")
+        return Decision.LEAVE
     if policy.auto_merge:
         return Decision.MERGE
     if not policy.interactive:
@@ -142,8 +145,9 @@ def _decide(
         "d": Decision.DEFER,
     }
     while True:
+        verdict = "inconclusive" if event.inconclusive else "passed"
         out.write(
-            f"[{event.item_id}] passed: [m]erge, [r]eject, [t]est again, [d]efer? "
+            f"[{event.item_id}] {verdict}: [m]erge, [r]eject, [t]est again, [d]efer? "
         )
         out.flush()
         answer = inp.readline()
@@ -214,7 +218,8 @@ class _Printer:
 
     def _run(self, event: RunMeasured) -> None:
         who = f"[{event.item_id}]" if event.item_id else "baseline:"
-        head = f"{who} run {event.run}/{event.runs}"
+        side = f" ({event.side}'s side of the pair)" if event.side else ""
+        head = f"{who} run {event.run}/{event.runs}{side}"
         if event.error:
             self.line(f"{head}: could not measure: {event.error}")
             return

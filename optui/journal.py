@@ -94,10 +94,13 @@ class Journal:
         """Where one run's k6 summary and sample stream go."""
         folder = self.folder / "k6" / (item_id or BASELINE_DIR)
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        summary = _unique(folder / f"run{run}-summary.json")
-        return summary, summary.with_name(
-            summary.name.replace("summary.json", "samples.ndjson")
-        )
+        for n in range(1, 10_000):
+            stem = f"run{run}" if n == 1 else f"run{run}.{n}"
+            summary = folder / f"{stem}-summary.json"
+            samples = folder / f"{stem}-samples.ndjson"
+            if not summary.exists() and not samples.exists():
+                return summary, samples
+        raise FileExistsError(folder / f"run{run}-summary.json")
 
     def append(self, kind: str, **fields: Any) -> None:
         """Write one record and make it durable before returning."""

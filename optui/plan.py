@@ -109,6 +109,29 @@ class Timeouts:
     test: float = 1800.0
 
 
+class VerdictRule(Enum):
+    """How the latency gates (those measured against the baseline) decide."""
+
+    INTERVAL = "interval"
+    """By a confidence interval of the change over all runs' requests: pass,
+    fail, or inconclusive while the interval straddles the limit."""
+    SEED = "seed"
+    """Every run on its own against the band, as the correctness gates are."""
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """How verdicts are drawn from the runs."""
+
+    verdicts: VerdictRule = VerdictRule.INTERVAL
+    confidence: float = 0.95
+    """Of the interval of each latency gate's change."""
+    max_runs: int | None = None
+    """Runs an item may get while its verdict is inconclusive; None: twice ``runs``."""
+    alternate: bool = True
+    """Measure items that must improve against main in turns (A B A B ...)."""
+
+
 @dataclass(frozen=True)
 class Item:
     """One optimization to re-apply."""
@@ -172,6 +195,12 @@ class Plan:
     """SHA-256 of the plan file's text, to notice edits made during a session."""
     docker: DockerStack | None = None
     """The stack's containers, when the plan watches them through the engine."""
+    statistics: Statistics = Statistics()
+
+    @property
+    def max_runs(self) -> int:
+        """The most runs an inconclusive item gets."""
+        return max(self.statistics.max_runs or 2 * self.runs, self.runs)
 
     def items(self) -> Iterator[Item]:
         for phase in self.phases:
@@ -210,7 +239,9 @@ TOP_KEYS = (
     "timeouts",
     "fail_fast",
     "docker",
+    "statistics",
 )
+STATISTICS_KEYS = ("verdicts", "confidence", "max_runs", "alternate")
 DOCKER_KEYS = ("project", "containers", "memory_budget_mb")
 TARGET_KEYS = ("repo", "main")
 COMMAND_KEYS = ("build", "up", "down", "test")
@@ -304,6 +335,7 @@ class _PlanBuilder:
             fail_fast = self.r.boolean(top["fail_fast"].value, "fail_fast") is not False
         gates = self._gates(top.get("gates"))
         docker = self._docker(top.get("docker"))
+        statistics = self._statistics(top.get("statistics"))
         if ready.kind is ReadyKind.DOCKER and docker is None:
             self.r.fail(
                 top["ready"].value,
@@ -328,6 +360,7 @@ class _PlanBuilder:
             timeouts=timeouts,
             fail_fast=fail_fast,
             docker=docker,
+            statistics=statistics,
         )
 
     def _text(self, fields: dict[str, Field], key: str, what: str) -> str | None:
@@ -430,6 +463,40 @@ class _PlanBuilder:
                 fields["memory_budget_mb"].value, "docker.memory_budget_mb", minimum=1
             )
         return DockerStack(project or None, tuple(names), budget)
+
+    def _statistics(self, entry: Field | None) -> Statistics:
+        default = Statistics()
+        fields = None
+        if entry is not None:
+            fields = self.r.mapping(entry.value, "statistics", STATISTICS_KEYS)
+        if not fields:
+            return default
+        verdicts, confidence = default.verdicts, default.confidence
+        if "verdicts" in fields:
+            node = fields["verdicts"].value
+            text = self.r.string(node, "statistics.verdicts")
+            rules = {rule.value: rule for rule in VerdictRule}
+            if text in rules:
+                verdicts = rules[text]
+            elif text is not None:
+                choices = " or ".join(repr(r) for r in rules)
+                self.r.fail(node, f"statistics.verdicts: {text!r} is not {choices}")
+        if "confidence" in fields:
+            node = fields["confidence"].value
+            level = self.r.number(node, "statistics.confidence")
+            if level is not None and not 0.5 <= level < 1:
+                self.r.fail(node, "statistics.confidence must lie in [0.5, 1)")
+            elif level is not None:
+                confidence = level
+        max_runs = None
+        if "max_runs" in fields:
+            node = fields["max_runs"].value
+            max_runs = self.r.integer(node, "statistics.max_runs", minimum=1)
+        alternate = True
+        if "alternate" in fields:
+            node = fields["alternate"].value
+            alternate = self.r.boolean(node, "statistics.alternate") is not False
+        return Statistics(verdicts, confidence, max_runs, alternate)
 
     def _timeouts(self, entry: Field | None) -> Timeouts:
         if entry is None:

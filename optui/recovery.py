@@ -27,6 +27,7 @@ from optui.events import FINAL_STATES, Decision, ItemState, RunMeasured
 from optui.gates import GateResult
 from optui.gitops import TargetRepo
 from optui.journal import list_sessions, read_journal
+from optui.samples import LatencyHistogram
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class PastSession:
     baseline_sha: str = ""
     baseline_runs: list[RunMeasured] = field(default_factory=list)
     baseline_figures: list[k6.Summary] = field(default_factory=list)
+    baseline_latency: list[dict[str, LatencyHistogram]] = field(default_factory=list)
+    """The request durations behind the baseline, for latency verdicts."""
     baseline_under_way: bool = False
     process: tuple[int, str] | None = None
     """A command that was running when the session stopped: pid, start stamp."""
@@ -223,6 +226,8 @@ class _Replay:
 
     def _on_run(self, record: dict[str, Any]) -> None:
         assert self.session is not None
+        if record.get("side"):
+            return  # main's side of a pair: measured again with its pair
         run = RunMeasured(
             record.get("item"),
             int(record["run"]),
@@ -230,6 +235,7 @@ class _Replay:
             tuple(GateResult(**r) for r in record.get("results", [])),
             record.get("error"),
             dict(record.get("figures") or {}),
+            _latency(record.get("latency") or {}),
         )
         figures = _summary(record.get("read", []))
         if record.get("item") is None:
@@ -250,6 +256,9 @@ class _Replay:
             for metric, stat, value in record.get("keys", [])
         }
         self.session.baseline_sha = str(record.get("main_sha", ""))
+        self.session.baseline_latency = [
+            _latency(run) for run in record.get("latency", [])
+        ]
         self.session.baseline_under_way = False
 
     def _on_decision(self, record: dict[str, Any]) -> None:
@@ -279,6 +288,10 @@ class _Replay:
         assert self.session is not None
         self.session.aborted = bool(record.get("aborted"))
         self.finished = not self.session.aborted
+
+
+def _latency(data: dict[str, Any]) -> dict[str, LatencyHistogram]:
+    return {str(key): LatencyHistogram.from_dict(h) for key, h in data.items()}
 
 
 def _summary(read: list[list[Any]]) -> k6.Summary:

@@ -47,11 +47,15 @@ def write_plan(
     extra: str = "",
     gates: tuple[str, ...] = (),
     commands: tuple[tuple[str, str], ...] = (),
+    verdicts: str = "seed",
 ) -> Plan:
     """A plan for the demo service with the given items (YAML, one phase).
 
     extra: more top-level YAML (a docker section, say); gates: more gates;
-    commands: (step, command) pairs that replace the default commands.
+    commands: (step, command) pairs that replace the default commands;
+    verdicts: the statistics' rule. These plans use the seed rule (every run
+    against the band) unless a test is about the interval verdicts: their
+    single one-second runs are about the engine's mechanics, not statistics.
     """
     all_gates = (
         "http_req_failed: rate == 0",
@@ -71,6 +75,8 @@ def write_plan(
         "  timeout: 20",
         "  interval: 0.1",
         f"runs: {runs}",
+        "statistics:",
+        f"  verdicts: {verdicts}",
         "gates:",
         *(f'  - "{gate}"' for gate in all_gates),
     ]

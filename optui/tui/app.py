@@ -59,7 +59,12 @@ from optui.tui.widgets import (
 
 DRAIN_SECONDS = 0.1
 """How often streamed output is written to the panes, in one batch."""
-REVIEWABLE = {ItemState.FAILED, ItemState.ERROR, ItemState.REJECTED}
+REVIEWABLE = {
+    ItemState.FAILED,
+    ItemState.INCONCLUSIVE,
+    ItemState.ERROR,
+    ItemState.REJECTED,
+}
 TABS = ("steps-tab", "k6-tab", "latency-tab", "review-tab", "containers-tab")
 
 

@@ -32,11 +32,19 @@ class DecisionScreen(ModalScreen[Decision | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
+            verdict = (
+                "is [b]inconclusive[/b] after the most runs"
+                if self.question.inconclusive
+                else "passed every gate"
+            )
             yield Static(
-                f"[b]{escape(self.item.id)}[/b] passed every gate: "
-                f"{escape(self.item.title)}",
+                f"[b]{escape(self.item.id)}[/b] {verdict}: {escape(self.item.title)}",
                 id="dialog-title",
             )
+            if self.question.verdicts:
+                yield Static(
+                    escape("\n".join(self.question.verdicts)), id="dialog-verdicts"
+                )
             table: DataTable[str] = DataTable(id="gates", cursor_type="none")
             table.add_columns("run", "", "measured", "limit", "gate")
             for result in self.question.results:

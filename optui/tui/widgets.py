@@ -24,6 +24,7 @@ STATE_MARKS = {
     ItemState.PASSED: ("✓", "green"),
     ItemState.REJECTED: ("✘", "yellow"),
     ItemState.FAILED: ("✘", "bold red"),
+    ItemState.INCONCLUSIVE: ("≈", "yellow"),
     ItemState.ERROR: ("!", "bold red"),
 }
 ACTIVE_MARK = ("▶", "bold cyan")
@@ -123,12 +124,13 @@ class ItemDetails(Vertical):
         table = self.query_one("#runs-table", DataTable)
         table.clear()
         for run in runs:
+            number = f"{run.side} {run.run}" if run.side else str(run.run)
             if run.error:
-                table.add_row(str(run.run), "ERROR", "", "", "", run.error)
+                table.add_row(number, "ERROR", "", "", "", run.error)
             for result in run.results:
                 base = _baseline_of(result.gate, session)
                 table.add_row(
-                    str(result.run),
+                    number,
                     "pass" if result.passed else Text("FAIL", "bold red"),
                     f"{result.value:.4g}",
                     f"{result.limit:.4g}",
