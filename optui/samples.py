@@ -22,6 +22,7 @@ k6 writes metric names plainly.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -85,7 +86,7 @@ class LatencyHistogram:
     bound; the others keep it.
     """
 
-    __slots__ = ("_count", "_max", "_min", "_negative", "_positive", "_zero")
+    __slots__ = ("_count", "_max", "_min", "_negative", "_positive", "_ranks", "_zero")
 
     def __init__(self) -> None:
         self._positive: Counter[int] = Counter()
@@ -94,6 +95,9 @@ class LatencyHistogram:
         self._count = 0
         self._min = _INF
         self._max = -_INF
+        # Cumulative counts and values of the buckets in order, made when a
+        # percentile is asked for and kept until a value is added.
+        self._ranks: tuple[list[int], list[float]] | None = None
 
     @property
     def count(self) -> int:
@@ -149,6 +153,7 @@ class LatencyHistogram:
             self._min = low
         if high > self._max:
             self._max = high
+        self._ranks = None
 
     def merge(self, other: LatencyHistogram) -> None:
         """Add every value counted by `other` to this histogram."""
@@ -163,6 +168,7 @@ class LatencyHistogram:
         self._count += other._count
         self._min = min(self._min, other._min)
         self._max = max(self._max, other._max)
+        self._ranks = None
 
     def percentile(self, q: float) -> float | None:
         """The q-th percentile (0..100) as k6 ranks it; None when empty."""
@@ -198,22 +204,30 @@ class LatencyHistogram:
             return self._min
         if rank >= self._count - 1:
             return self._max
-        seen = 0
-        for index in sorted(self._negative, reverse=True):
-            seen += self._negative[index]
-            if rank < seen:
-                return self._clamp(-_representative(index))
-        seen += self._zero
-        if rank < seen:
-            return 0.0
-        for index in sorted(self._positive):
-            seen += self._positive[index]
-            if rank < seen:
-                return self._clamp(_representative(index))
-        return self._max
+        ends, values = self._ranks or self._rank_table()
+        return values[bisect.bisect_right(ends, rank)]
 
-    def _clamp(self, value: float) -> float:
-        return min(max(value, self._min), self._max)
+    def _rank_table(self) -> tuple[list[int], list[float]]:
+        """For each bucket in order of value, the rank past its last value and
+        the value that stands for it (kept within the smallest and largest)."""
+        ends: list[int] = []
+        values: list[float] = []
+        seen = 0
+        buckets = [
+            (self._negative[i], -_representative(i))
+            for i in sorted(self._negative, reverse=True)
+        ]
+        if self._zero:
+            buckets.append((self._zero, 0.0))
+        buckets += [
+            (self._positive[i], _representative(i)) for i in sorted(self._positive)
+        ]
+        for count, value in buckets:
+            seen += count
+            ends.append(seen)
+            values.append(min(max(value, self._min), self._max))
+        self._ranks = (ends, values)
+        return self._ranks
 
     def to_dict(self) -> dict[str, Any]:
         """The histogram as JSON-able data: only the buckets in use, compactly.
@@ -421,8 +435,6 @@ _MAX_LINE = 16 << 20
 
 _REQUESTS, _FAILURES, _DURATIONS = 1, 2, 3
 _DIGITS = tuple(float(digit) for digit in range(10))
-_VALUE_KEY = b'","value":'
-_TAGS_KEY = b',"tags":{'
 _METADATA_KEY = b'},"metadata":{'
 _EXPECTED = b'"expected_response":"true"'
 _EXPECTED_FIRST = _EXPECTED + b","
@@ -680,6 +692,7 @@ class SampleReader:
                 continue
             time_at = found + scan.after_name
             end = skip_to = find(b"\n", time_at)
+            # The value begins 10 bytes into its key, the tags 9 into theirs.
             value_at = find(b'","value":', time_at, end)
             tags_at = find(b',"tags":{', value_at, end) if value_at != -1 else -1
             close = find(b"}", tags_at, end) if tags_at != -1 else -1

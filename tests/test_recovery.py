@@ -3,9 +3,10 @@
 The crash matrix runs optui as a separate process that dies abruptly
 (``os._exit``, as a kill -9 would) right after its N-th state transition or git
 operation, for every N, then resumes it in a new process. Its plan's load test
-is a small script that writes the summary k6 would write, from figures kept in
-the repository: the matrix is about process death, git and the journal, and
-running the real k6 hundreds of times would not fit in the suite. The real k6
+is a small script that writes the summary and sample stream k6 would write,
+from figures kept in the repository: the matrix is about process death, git
+and the journal, and running the real k6 hundreds of times would not fit in
+the suite. The real k6
 and a real service are used by the kill-during-a-run test below.
 """
 
@@ -37,21 +38,31 @@ from optui.journal import list_sessions, read_journal
 from optui.recovery import find_unfinished, process_stamp
 
 LOAD_TEST = """\
-#!/bin/sh
-# Writes the summary of a load test whose figures the repository holds.
-latency=$(cat latency.txt)
-audit=$(cat audit.txt 2>/dev/null || echo 0)
-p99=$((latency + audit))
-bad=$(cat inconsistent.txt)
-cat > "$K6_SUMMARY_EXPORT" <<EOF
-{"metrics": {
-  "http_req_duration": {"p(99)": $p99, "med": 1, "count": 100},
-  "http_reqs": {"count": 100, "rate": 50},
-  "http_req_failed": {"passes": 0, "fails": 100, "value": 0},
-  "payments_inconsistency": {"count": $bad, "rate": 0}
-}}
-EOF
-echo "load test done: p99 $p99 ms"
+# Writes what k6 would for a load test whose latency the repository holds:
+# the summary, and a sample stream of 200 requests for the latency verdicts.
+import json, os, pathlib
+
+def number(name, default=0):
+    path = pathlib.Path(name)
+    return int(path.read_text()) if path.exists() else default
+
+p99 = number("latency.txt") + number("audit.txt")
+with open(os.environ["K6_OUT"].removeprefix("json="), "w") as out:
+    for i in range(200):
+        value = p99 * (0.5 + 0.5 * i / 199)
+        tags = {"expected_response": "true"}
+        data = {"time": f"2026-12-03T10:00:00.{i:06d}+00:00", "value": value}
+        point = {"metric": "http_req_duration", "type": "Point"}
+        out.write(json.dumps({**point, "data": {**data, "tags": tags}}) + "\\n")
+summary = {
+    "http_req_duration": {"p(99)": p99, "med": p99 * 0.75, "count": 200},
+    "http_reqs": {"count": 200, "rate": 100},
+    "http_req_failed": {"passes": 0, "fails": 200, "value": 0},
+    "payments_inconsistency": {"count": number("inconsistent.txt"), "rate": 0},
+}
+with open(os.environ["K6_SUMMARY_EXPORT"], "w") as out:
+    json.dump({"metrics": summary}, out)
+print(f"load test done: p99 {p99} ms")
 """
 
 PLAN = """\
@@ -60,7 +71,7 @@ commands:
   build: "true"
   up: "true"
   down: "true"
-  test: sh loadtest.sh
+  test: python3 loadtest.py
 ready:
   sleep: 0
 runs: 2
@@ -124,7 +135,7 @@ class Target:
 def _template(folder: Path) -> Target:
     """A repository with two work branches and a plan folder holding a patch."""
     repo = new_repo(folder / "repo")
-    commit_file(repo, "loadtest.sh", LOAD_TEST, "Load test")
+    commit_file(repo, "loadtest.py", LOAD_TEST, "Load test")
     commit_file(repo, "latency.txt", "20\n", "Latency")
     commit_file(repo, "inconsistent.txt", "0\n", "No inconsistency")
     (repo / "notes.txt").write_text("the operator's own untracked notes\n")
