@@ -101,6 +101,9 @@ class Measurement:
     error: str | None = None
     verdicts: tuple[tuple[Gate, stats.Verdict], ...] = ()
     """The latency gates decided over all runs, each with its verdict."""
+    against: tuple[judging.Latency, ...] = ()
+    """The baseline's runs the verdicts compared with (main's pairs, in turns)."""
+    in_pairs: bool = False
 
     @property
     def decided(self) -> frozenset[str]:
@@ -834,11 +837,11 @@ class Engine:
             record.runs.extend(measurement.runs)
             if measurement.error:
                 raise StepError(f"could not measure: {measurement.error}")
+            self._report_verdicts(item.id, measurement)
             if measurement.failed_results:
                 first = measurement.failed_results[0]
                 self._finish(record, ItemState.FAILED, first.describe())
                 return False
-            self._report_verdicts(item.id, measurement)
             failed = measurement.verdicts_of(stats.Outcome.FAIL)
             if failed:
                 self._finish(record, ItemState.FAILED, failed[0])
@@ -911,6 +914,28 @@ class Engine:
         return False
 
     def _report_verdicts(self, item_id: str, m: Measurement) -> None:
+        """Journal and show each latency verdict, and the change of p99 and of
+        the median with their intervals, whatever the gates."""
+        latency = [run.latency for run in m.runs if run.error is None]
+        changes = judging.changes(
+            m.against, latency, self.plan.statistics.confidence, m.in_pairs
+        )
+        for c in changes:
+            self._journal(
+                "change",
+                item=item_id,
+                stat=c.stat,
+                change=c.change,
+                low=c.low if c.bounded else None,
+                high=c.high if c.bounded else None,
+                confidence=c.confidence,
+                runs=c.candidate_runs,
+                baseline_runs=c.baseline_runs,
+                paired=c.paired,
+            )
+        if changes:
+            text = "; ".join(c.describe() for c in changes)
+            self._emit(Notice(f"against {self.plan.main}: {text}", item_id=item_id))
         for gate, v in m.verdicts:
             c = v.comparison
             self._journal(
@@ -1096,7 +1121,9 @@ class Engine:
             for gate in interval
             if judging.judgeable(gate, base) and judging.judgeable(gate, latency)
         )
-        return Measurement(tuple(runs), tuple(summaries), None, verdicts)
+        return Measurement(
+            tuple(runs), tuple(summaries), None, verdicts, tuple(base), bool(pairs)
+        )
 
     def _wants_another(
         self,

@@ -54,6 +54,26 @@ def judgeable(gate: Gate, runs: Sequence[Latency]) -> bool:
     )
 
 
+def changes(
+    baseline: Sequence[Latency],
+    candidate: Sequence[Latency],
+    confidence: float,
+    in_pairs: bool = False,
+) -> list[stats.Comparison]:
+    """The change of p99 and of the median of the expected responses, each with
+    its interval; none when a side has no durations to read."""
+    a = [run[EXPECTED] for run in baseline if EXPECTED in run]
+    b = [run[EXPECTED] for run in candidate if EXPECTED in run]
+    if not a or not b or len(a) < len(baseline) or len(b) < len(candidate):
+        return []
+    if not all(h.count for h in (*a, *b)):
+        return []
+    if in_pairs and len(a) == len(b):
+        pairs = list(zip(a, b, strict=True))
+        return [stats.paired(pairs, q, confidence=confidence) for q in (99, 50)]
+    return [stats.compare(a, b, q, confidence=confidence) for q in (99, 50)]
+
+
 def judge(
     gate: Gate,
     baseline: Sequence[Latency],

@@ -530,10 +530,13 @@ def _groups(scans: Iterable[_Scan]) -> list[_Group]:
 class SampleReader:
     """Reads k6's sample stream as it comes: feed it bytes, then finish it.
 
-    It makes the run's `RunFigures` (unless `figures` is false), closing each
-    second once a point `LATE_GRACE_S` into a later one has been fed, and a
-    histogram for each (metric, tags) of `trends`: the values of the metric's
-    points that carry all those tags. Lines may be split anywhere between feeds.
+    It makes the run's `RunFigures` (unless `figures` is false) and a histogram
+    for each (metric, tags) of `trends`: the values of the metric's points that
+    carry all those tags. Lines may be split anywhere between feeds. A feed
+    closes and returns the seconds that a point `LATE_GRACE_S` into a later one
+    has reached; a point for a second already closed counts in the first one
+    still open, so that the seconds add up to the run. Counts and histograms
+    are those `json.loads` on every line would give.
     """
 
     def __init__(

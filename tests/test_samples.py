@@ -377,7 +377,8 @@ def reference(
             continue
         value = float(value)
         metric = document.get("metric")
-        tags = point.get("tags") if isinstance(point.get("tags"), dict) else {}
+        raw_tags = point.get("tags")
+        tags = raw_tags if isinstance(raw_tags, dict) else {}
         for name, query in wanted:
             matched = all(tags.get(k) == v for k, v in query.items())
             if name == metric and math.isfinite(value) and matched:

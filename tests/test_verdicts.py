@@ -72,6 +72,19 @@ def test_latency_gates_are_decided_by_an_interval_over_all_runs(
     fees, audit = records["precompute-fees"], records["audit-every-request"]
     assert isinstance(fees["high"], float) and fees["high"] < 0
     assert isinstance(audit["low"], float) and audit["low"] > 0.10
+    # Every item's change of p99 and of the median, each with its interval.
+    assert session.engine.journal is not None
+    changes = [
+        (r["item"], r["stat"], r["paired"])
+        for r in read_journal(session.engine.journal.path)
+        if r["type"] == "change"
+    ]
+    assert changes == [
+        ("precompute-fees", 99, True),
+        ("precompute-fees", 50, True),
+        ("audit-every-request", 99, False),
+        ("audit-every-request", 50, False),
+    ]
     # Every run's request durations are in the journal, to judge them again.
     assert session.engine.journal is not None
     runs = [r for r in read_journal(session.engine.journal.path) if r["type"] == "run"]
