@@ -1296,7 +1296,8 @@ class Engine:
         )
         if measured.error is None and samples_path.exists():
             try:
-                figures = k6.read_run_figures(samples_path)
+                # The live sampler has read the whole stream by now.
+                figures = sampler.figures or k6.read_run_figures(samples_path)
             except K6Error as exc:
                 # Without them the latency gates fall back to the seed rule.
                 log.warning("run %d: no request durations: %s", run, exc)
