@@ -39,10 +39,12 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from figures import Figures
 
 from optui.k6 import find_k6, k6_environment
 from optui.samples import LIVE_METRICS, read_samples
@@ -255,28 +257,6 @@ def in_subprocess(kind: str, path: Path, repeat: int) -> dict[str, Any]:
     )
     result: dict[str, Any] = json.loads(completed.stdout)
     return result
-
-
-# Figures
-
-
-@dataclass
-class Figures:
-    rows: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, label: str, value: str) -> None:
-        self.rows.append((label, value))
-
-    def section(self, title: str) -> None:
-        self.rows.append((title, ""))
-
-    def print(self) -> None:
-        width = max(len(label) for label, value in self.rows if value) + 2
-        for label, value in self.rows:
-            if value:
-                print(f"  {label:<{width}}{value}")
-            else:
-                print(f"\n{label}")
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from figures import Figures
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.widgets import Log, TabbedContent
@@ -227,28 +227,6 @@ def rss() -> str:
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     now = pages * resource.getpagesize() / 2**20
     return f"peak {peak:,.1f} MB, now {now:,.1f} MB"
-
-
-# Figures.
-
-
-@dataclass
-class Figures:
-    rows: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, label: str, value: str) -> None:
-        self.rows.append((label, value))
-
-    def section(self, title: str) -> None:
-        self.rows.append((title, ""))
-
-    def print(self) -> None:
-        width = max(len(label) for label, value in self.rows if value) + 2
-        for label, value in self.rows:
-            if value:
-                print(f"  {label:<{width}}{value}")
-            else:
-                print(f"\n{label}")
 
 
 def ms(seconds: float) -> str:

@@ -921,37 +921,19 @@ class Engine:
             m.against, latency, self.plan.statistics.confidence, m.in_pairs
         )
         for c in changes:
-            self._journal(
-                "change",
-                item=item_id,
-                stat=c.stat,
-                change=c.change,
-                low=c.low if c.bounded else None,
-                high=c.high if c.bounded else None,
-                confidence=c.confidence,
-                runs=c.candidate_runs,
-                baseline_runs=c.baseline_runs,
-                paired=c.paired,
-            )
+            self._journal("change", item=item_id, stat=c.stat, **_interval(c))
         if changes:
             text = "; ".join(c.describe() for c in changes)
             self._emit(Notice(f"against {self.plan.main}: {text}", item_id=item_id))
         for gate, v in m.verdicts:
-            c = v.comparison
             self._journal(
                 "verdict",
                 item=item_id,
                 gate=gate.text,
                 outcome=v.outcome.value,
-                change=c.change,
-                low=c.low if c.bounded else None,
-                high=c.high if c.bounded else None,
-                confidence=c.confidence,
                 limit=v.limit,
-                runs=c.candidate_runs,
-                baseline_runs=c.baseline_runs,
-                paired=c.paired,
                 description=v.description,
+                **_interval(v.comparison),
             )
             level = "info" if v.outcome is stats.Outcome.PASS else "warning"
             self._emit(Notice(f"{gate.text}: {v.description}", level, item_id))
@@ -1563,6 +1545,19 @@ class Engine:
 
 _SETTLED = FINAL_STATES | {ItemState.DEFERRED}
 """States in which an item's verdict stands, even if its clean-up did not finish."""
+
+
+def _interval(c: stats.Comparison) -> dict[str, object]:
+    """A comparison's figures as the journal keeps them (no bounds: None)."""
+    return {
+        "change": c.change,
+        "low": c.low if c.bounded else None,
+        "high": c.high if c.bounded else None,
+        "confidence": c.confidence,
+        "runs": c.candidate_runs,
+        "baseline_runs": c.baseline_runs,
+        "paired": c.paired,
+    }
 
 
 def _by_label(baseline: Mapping[tuple[str, str], float]) -> dict[str, float]:
