@@ -837,7 +837,9 @@ class Engine:
             record.runs.extend(measurement.runs)
             if measurement.error:
                 raise StepError(f"could not measure: {measurement.error}")
-            self._report_verdicts(item.id, measurement)
+            self._report_verdicts(
+                item.id, measurement, verdicts=not measurement.failed_results
+            )
             if measurement.failed_results:
                 first = measurement.failed_results[0]
                 self._finish(record, ItemState.FAILED, first.describe())
@@ -913,9 +915,12 @@ class Engine:
             self._finish(record, ItemState.PASSED, "passed; left unmerged")
         return False
 
-    def _report_verdicts(self, item_id: str, m: Measurement) -> None:
-        """Journal and show each latency verdict, and the change of p99 and of
-        the median with their intervals, whatever the gates."""
+    def _report_verdicts(
+        self, item_id: str, m: Measurement, *, verdicts: bool = True
+    ) -> None:
+        """Journal and show the change of p99 and of the median with their
+        intervals, whatever the gates, and (verdicts) each latency verdict: not
+        for an item a correctness gate already failed."""
         latency = [run.latency for run in m.runs if run.error is None]
         changes = judging.changes(
             m.against, latency, self.plan.statistics.confidence, m.in_pairs
@@ -925,7 +930,7 @@ class Engine:
         if changes:
             text = "; ".join(c.describe() for c in changes)
             self._emit(Notice(f"against {self.plan.main}: {text}", item_id=item_id))
-        for gate, v in m.verdicts:
+        for gate, v in m.verdicts if verdicts else ():
             self._journal(
                 "verdict",
                 item=item_id,
