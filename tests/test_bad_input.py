@@ -165,6 +165,24 @@ def test_the_base_plan_is_valid(
 # The plan file.
 
 
+def assert_broken_line_refused(
+    tmp_path: Path,
+    repo: Path,
+    capsys: pytest.CaptureFixture[str],
+    line: int,
+    text: str,
+    problem: str,
+) -> None:
+    """The valid plan with one line replaced is refused with problem, and the
+    repository is left as it was."""
+    before = snapshot(repo)
+    path = write_base(tmp_path, repo)
+    break_line(path, line, text)
+    assert_plan_refused(capsys, path, f"{path}:{problem}")
+    assert snapshot(repo) == before
+    assert_clean_on_main(repo)
+
+
 @pytest.mark.parametrize(
     ("line", "text", "problem"),
     [
@@ -214,12 +232,7 @@ def test_malformed_yaml(
     text: str,
     problem: str,
 ) -> None:
-    before = snapshot(repo)
-    path = write_base(tmp_path, repo)
-    break_line(path, line, text)
-    assert_plan_refused(capsys, path, f"{path}:{problem}")
-    assert snapshot(repo) == before
-    assert_clean_on_main(repo)
+    assert_broken_line_refused(tmp_path, repo, capsys, line, text, problem)
 
 
 @pytest.mark.parametrize(
@@ -260,12 +273,7 @@ def test_unknown_key_names_the_nearest_valid_one(
     text: str,
     problem: str,
 ) -> None:
-    before = snapshot(repo)
-    path = write_base(tmp_path, repo)
-    break_line(path, line, text)
-    assert_plan_refused(capsys, path, f"{path}:{problem}")
-    assert snapshot(repo) == before
-    assert_clean_on_main(repo)
+    assert_broken_line_refused(tmp_path, repo, capsys, line, text, problem)
 
 
 def test_duplicate_item_id_names_both_lines(

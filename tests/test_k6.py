@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-import random
 import re
 import select
 import subprocess
@@ -15,10 +13,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from flaky_service import serve_flaky
 
 from optui.errors import K6Error
 from optui.k6 import (
@@ -138,37 +136,6 @@ export default function () { this is not javascript }
 """
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Answers `/` quickly; `/flaky` fails one request in four, more slowly."""
-
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out as two writes; without this, delayed ACKs hold each
-    # keep-alive response for 40 ms.
-    disable_nagle_algorithm = True
-    flaky_counter = itertools.count()
-    counter_lock = threading.Lock()
-
-    def do_GET(self) -> None:
-        status = 200
-        delay = random.uniform(0, 0.002)
-        if self.path.startswith("/flaky"):
-            with self.counter_lock:
-                number = next(self.flaky_counter)
-            if number % 4 == 0:
-                status = 500
-                delay = random.uniform(0.004, 0.006)
-        time.sleep(delay)
-        body = b"fine\n" if status == 200 else b"broken\n"
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep the test output quiet."""
-
-
 @dataclass
 class K6Run:
     """One finished k6 run and what it left behind."""
@@ -281,16 +248,8 @@ def run_k6_in_terminal(directory: Path, script_text: str, base_url: str) -> K6Ru
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_flaky() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

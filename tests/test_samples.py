@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
 import random
 import re
 import subprocess
-import threading
-import time
 import tracemalloc
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from flaky_service import serve_flaky
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -825,45 +822,10 @@ export default function () {
 """
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Answers `/` quickly; `/flaky` fails one request in four, more slowly."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    counter = itertools.count()
-    lock = threading.Lock()
-
-    def do_GET(self) -> None:
-        status = 200
-        delay = random.uniform(0, 0.002)
-        if self.path.startswith("/flaky"):
-            with self.lock:
-                number = next(self.counter)
-            if number % 4 == 0:
-                status, delay = 500, random.uniform(0.003, 0.006)
-        time.sleep(delay)
-        body = b"fine\n"
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep the test output quiet."""
-
-
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_flaky() as url:
+        yield url
 
 
 @dataclass
