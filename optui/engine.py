@@ -893,9 +893,8 @@ class Engine:
             runs, summaries = list(m.runs), list(m.summaries)
             if m.error:
                 return m
-            judged = self._judged(item.id, gates, runs, summaries, mains)
             if not self._wants_another(item.id, gates, runs, summaries, mains):
-                return judged
+                return self._judged(item.id, gates, runs, summaries, mains)
 
     def _act_on(
         self, record: ItemRecord, decision: Decision, m: Measurement, main_sha: str
