@@ -16,7 +16,7 @@ from optui.errors import OptuiError, PlanError
 from optui.gitops import TargetRepo
 from optui.headless import Policy, run_headless
 from optui.plan import Plan, load_plan
-from optui.recovery import PastSession, find_unfinished
+from optui.sessions import PastSession, find_unfinished
 
 EXIT_USAGE = 2
 

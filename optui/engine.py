@@ -61,14 +61,8 @@ from optui.masking import Masker
 from optui.plan import ApplyKind, Item, Plan, ReadyKind
 from optui.proc import CommandResult, run_command
 from optui.ready import answers_already, wait_until_ready
-from optui.recovery import (
-    PastItem,
-    PastSession,
-    drop_branch,
-    find_unfinished,
-    process_stamp,
-    recover_repository,
-)
+from optui.recovery import drop_branch, process_stamp, recover_repository
+from optui.sessions import PastItem, PastSession, find_unfinished
 from optui.stackwatch import FAULT_GATE, RunWatch, StackWatch
 
 log = logging.getLogger(__name__)
@@ -376,10 +370,8 @@ class Engine:
                 repo=str(self.repo.path),
                 main=self.plan.main,
                 main_sha=main_sha,
-                items=[
-                    {"id": r.item.id, "state": r.state.value, "reason": r.reason}
-                    for r in self.records.values()
-                ],
+                name=self.plan.name,
+                items=[_item_entry(r) for r in self.records.values()],
             )
         else:
             self.journal = Journal.reopen(past.folder, self._mask)
@@ -1561,6 +1553,23 @@ def _interval(c: stats.Comparison) -> dict[str, object]:
         "runs": c.candidate_runs,
         "baseline_runs": c.baseline_runs,
         "paired": c.paired,
+    }
+
+
+def _item_entry(record: ItemRecord) -> dict[str, object]:
+    """An item as the session record keeps it: enough for reports and history."""
+    item = record.item
+    return {
+        "id": item.id,
+        "state": record.state.value,
+        "reason": record.reason,
+        "title": item.title,
+        "phase": item.phase,
+        "risk": item.risk.value,
+        "expect": item.expect,
+        "task": item.task,
+        "scope": item.scope,
+        "require_improvement": item.require_improvement,
     }
 
 

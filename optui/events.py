@@ -41,6 +41,8 @@ class ItemState(Enum):
     MERGING = "merging"
     MERGED = "merged"
     """On main as a merge commit; its runs are the new baseline."""
+    REVERTED = "reverted"
+    """Merged, then its merge was reverted on main at the operator's word."""
     PASSED = "passed, not merged"
     """Every gate passed but it was not merged (a dry run, or no operator)."""
     REJECTED = "rejected"
@@ -67,6 +69,7 @@ FINAL_STATES = frozenset(
     {
         ItemState.SKIPPED,
         ItemState.MERGED,
+        ItemState.REVERTED,
         ItemState.PASSED,
         ItemState.REJECTED,
         ItemState.FAILED,

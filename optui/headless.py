@@ -27,7 +27,7 @@ from optui.events import (
     StepFinished,
 )
 from optui.plan import Plan
-from optui.recovery import PastSession
+from optui.sessions import PastSession
 
 EXIT_OK = 0
 EXIT_ABORTED = 130

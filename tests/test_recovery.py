@@ -35,7 +35,8 @@ from engine_helpers import (
 from optui.demo.builder import create_demo_repo
 from optui.faults import CRASH_STATUS
 from optui.journal import list_sessions, read_journal
-from optui.recovery import find_unfinished, process_stamp
+from optui.recovery import process_stamp
+from optui.sessions import find_unfinished
 
 LOAD_TEST = """\
 # Writes what k6 would for a load test whose latency the repository holds:

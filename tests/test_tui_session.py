@@ -22,7 +22,7 @@ from textual.widgets import Log, OptionList, Static, TabbedContent
 from optui import k6
 from optui.demo.builder import create_demo_repo
 from optui.events import DecisionNeeded, ItemFinished, ItemState, Notice, StateChanged
-from optui.recovery import find_unfinished
+from optui.sessions import find_unfinished
 from optui.tui.app import OptuiApp
 from optui.tui.bridge import EngineEvent
 from optui.tui.screens import (

@@ -29,8 +29,8 @@ from optui.events import (
     StepStarted,
 )
 from optui.plan import Plan
-from optui.recovery import PastSession
 from optui.review import Review, find_review
+from optui.sessions import PastSession
 from optui.tui.bridge import EngineBridge, EngineEvent
 from optui.tui.screens import (
     ConfirmScreen,

@@ -21,6 +21,7 @@ STATE_MARKS = {
     ItemState.SKIPPED: ("»", "dim"),
     ItemState.AWAITING_DECISION: ("?", "bold magenta"),
     ItemState.MERGED: ("✔", "bold green"),
+    ItemState.REVERTED: ("↶", "yellow"),
     ItemState.PASSED: ("✓", "green"),
     ItemState.REJECTED: ("✘", "yellow"),
     ItemState.FAILED: ("✘", "bold red"),
