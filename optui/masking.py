@@ -19,6 +19,9 @@ SECRET_NAME = re.compile(
 )
 """Names of environment variables whose values are treated as secrets."""
 
+NOT_SECRET = frozenset({"PWD", "OLDPWD"})
+"""Names the pattern matches that the shell sets to working directories."""
+
 MIN_LENGTH = 4
 """Shorter values are left alone: masking ``1`` or ``yes`` would garble text."""
 
@@ -30,7 +33,9 @@ def secret_names(env: Mapping[str, str]) -> list[str]:
     return sorted(
         name
         for name, value in env.items()
-        if SECRET_NAME.search(name) and len(value.strip()) >= MIN_LENGTH
+        if SECRET_NAME.search(name)
+        and name not in NOT_SECRET
+        and len(value.strip()) >= MIN_LENGTH
     )
 
 

@@ -143,6 +143,8 @@ def test_which_variables_count_as_secret() -> None:
         "STRIPE_API_KEY": "sk_live_1234",
         "SSH_KEY": "-----BEGIN",
         "HOME": "/root",
+        "PWD": "/srv/payments",
+        "OLDPWD": "/srv",
         "KEYBOARD_LAYOUT": "dvorak",
         "MONKEY": "banana",
         "SHORT_TOKEN": "abc",
@@ -156,8 +158,8 @@ def test_which_variables_count_as_secret() -> None:
         "STRIPE_API_KEY",
     ]
     mask = Masker.from_environment(env)
-    assert mask("login hunter22 then hunter23, home /root") == (
-        "login *** then ***, home /root"
+    assert mask("login hunter22 then hunter23, in /srv/payments") == (
+        "login *** then ***, in /srv/payments"
     )
 
 
