@@ -62,6 +62,8 @@ from optui.plan import ApplyKind, Item, Plan, ReadyKind
 from optui.proc import CommandResult, run_command
 from optui.ready import answers_already, wait_until_ready
 from optui.recovery import drop_branch, process_stamp, recover_repository
+from optui.revert import MergedItem
+from optui.revert import revert as revert_merge
 from optui.sessions import PastItem, PastSession, find_unfinished
 from optui.stackwatch import FAULT_GATE, RunWatch, StackWatch
 
@@ -190,6 +192,7 @@ class Engine:
         self._running = threading.Event()
         self._running.set()
         self._decisions: queue.Queue[tuple[str, Decision | _Stop]] = queue.Queue()
+        self._reverts: queue.Queue[MergedItem] = queue.Queue()
         self._manual_done = threading.Event()
         self._current: str | None = None
         self._linger = linger
@@ -274,6 +277,22 @@ class Engine:
         self._running.set()
         self._emit(Notice("resumed"))
 
+    def revert(self, merged: MergedItem) -> None:
+        """Revert a merged item's merge on main once no item is under way.
+
+        The operator confirms before this is called; main's baseline is then
+        measured again, since the revert changed main.
+        """
+        self._reverts.put(merged)
+        if self._current is not None:
+            self._emit(
+                Notice(
+                    f"the revert of {merged.item_id} waits until "
+                    f"{self._current} has finished"
+                )
+            )
+        self._wake.set()
+
     def abort(self) -> None:
         """Stop the running step and end the session, leaving main checked out."""
         self._aborted.set()
@@ -318,6 +337,7 @@ class Engine:
             self._start()
             self._measure_baseline()
             while not self._aborted.is_set():
+                self._revert_queued()
                 record = self._next_pending()
                 if record is not None:
                     self._process(record)
@@ -515,10 +535,40 @@ class Engine:
                     return record
         return None
 
+    def _revert_queued(self) -> None:
+        """Carry out the reverts the operator asked for, between items."""
+        reverted = False
+        while not self._reverts.empty():
+            merged = self._reverts.get_nowait()
+            assert self.journal is not None
+            try:
+                commit = revert_merge(
+                    self.repo,
+                    self.plan.main,
+                    merged,
+                    self.journal,
+                    "reverted by the operator",
+                )
+            except GitError as exc:
+                self._emit(Notice(f"revert of {merged.item_id}: {exc}", "error"))
+                continue
+            reverted = True
+            record = self.records.get(merged.item_id)
+            if record is not None and record.state is ItemState.MERGED:
+                self._set(record, ItemState.REVERTED, f"reverted by {commit[:12]}")
+            self._emit(
+                Notice(
+                    f"reverted {merged.item_id}: {merged.merge[:12]} undone on "
+                    f"{self.plan.main} by {commit[:12]}"
+                )
+            )
+        if reverted:
+            self._measure_baseline(again=True)
+
     def _idle(self) -> None:
         """Wait, with nothing left to run, for the operator to queue more or close."""
         self._wake.clear()
-        if not self._pending_left():
+        if not self._pending_left() and self._reverts.empty():
             self._emit(Notice("nothing left to run: bring an item back, or quit"))
             self._wake.wait()
 
@@ -545,8 +595,10 @@ class Engine:
 
     # Main's baseline.
 
-    def _measure_baseline(self) -> None:
-        past = self._past
+    def _measure_baseline(self, *, again: bool = False) -> None:
+        """Measure main, or take the resumed session's figures if main is as
+        they were; again: main changed in this session, so measure it."""
+        past = None if again else self._past
         main_sha = self.repo.resolve(self.plan.main) or ""
         if past is not None and past.baseline is not None:
             if past.baseline_sha == main_sha:

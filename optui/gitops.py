@@ -37,9 +37,10 @@ class Identity:
 class TargetRepo:
     """The operator's repository, as optui is allowed to touch it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, search: bool = False) -> None:
+        """search: path may be inside the working tree, not only at its top."""
         try:
-            self.repo = git.Repo(path)
+            self.repo = git.Repo(path, search_parent_directories=search)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
             raise GitError(f"{path} is not a git repository") from exc
         if self.repo.bare:
@@ -255,6 +256,36 @@ class TargetRepo:
                 self._run("merge", "--abort")
             raise
         return self.head()
+
+    def revert_merge(self, merge: str, message: str) -> str:
+        """Undo a merge commit on the current branch with a new commit.
+
+        A revert that conflicts with what came after the merge is aborted, so
+        the branch and the working tree stay as they were.
+        """
+        try:
+            self._run("revert", "--no-commit", "--mainline", "1", merge)
+            self._run("commit", "--quiet", "--no-verify", "-m", message)
+        except GitError as exc:
+            conflicted = self._conflicted()
+            if self.operation_in_progress() == "revert":
+                self._run("revert", "--abort")
+            else:
+                self._run("reset", "--quiet", "--hard", "HEAD")
+            if conflicted:
+                raise GitError(
+                    f"reverting {merge[:12]} conflicts with later changes to "
+                    f"{', '.join(conflicted)}; nothing was changed"
+                ) from exc
+            raise
+        return self.head()
+
+    def log_grep(self, branch: str, text: str) -> list[str]:
+        """The commits of branch whose message contains text, newest first."""
+        out = self._run(
+            "log", "--format=%H", "--fixed-strings", f"--grep={text}", branch
+        )
+        return out.splitlines()
 
     def keep(self, kind: str, name: str, sha: str, stamp: str) -> str:
         """Keep sha under refs/optui/<kind>/<name>/<stamp>, never over another

@@ -312,7 +312,7 @@ class _Replay:
             items=items,
             plan_name=str(record.get("name", "")),
             repo=str(record.get("repo", "")),
-            kind=str(record.get("kind", "session")),
+            kind=str(record.get("purpose", "session")),
             main_sha=str(record.get("main_sha", "")),
         )
 

@@ -1,0 +1,187 @@
+"""Undoing a merged item: a revert of its merge commit on main.
+
+A merge that landed can be taken back at any time: the revert is a new commit
+on main (history is never rewritten), and it is journaled, as a session of its
+own from the command line or in the running session from the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from optui.errors import GitError, OptuiError, PreflightError
+from optui.events import ItemState
+from optui.gitops import TargetRepo
+from optui.journal import Journal, SessionLock, new_session_id
+from optui.sessions import REVERT_KIND, all_sessions, find_unfinished
+
+log = logging.getLogger(__name__)
+
+
+class RevertError(OptuiError):
+    """A revert that cannot be done; nothing was changed."""
+
+    title = "Cannot revert"
+    exit_status = 2
+
+
+@dataclass(frozen=True)
+class MergedItem:
+    """An item whose merge commit is on main and has not been reverted."""
+
+    item_id: str
+    title: str
+    merge: str
+    """The merge commit on main."""
+    session_id: str
+    """The session that merged it."""
+    merged_at: float
+
+    @property
+    def message(self) -> str:
+        """The revert's commit message."""
+        title = f": {self.title}" if self.title else ""
+        return (
+            f"Revert {self.item_id}{title}\n\n"
+            f"This reverts the merge {self.merge} made by optui session "
+            f"{self.session_id}."
+        )
+
+
+def merged_items(repo: TargetRepo, main: str) -> list[MergedItem]:
+    """The items merged into main by optui and not reverted since, latest first."""
+    sessions = all_sessions(repo.git_dir)
+    reverted = {r.merge for s in sessions for r in s.reverts}
+    found: dict[str, MergedItem] = {}
+    for session in sessions:
+        for item_id, item in session.items.items():
+            merge = item.commit
+            if item.state is not ItemState.MERGED or not merge or merge in reverted:
+                continue
+            found[merge] = MergedItem(
+                item_id, item.title, merge, session.session_id, item.ended_at
+            )
+    tip = repo.resolve(f"refs/heads/{main}")
+    on_main = [
+        m
+        for m in found.values()
+        if tip is not None
+        and repo.is_ancestor(m.merge, tip)
+        and not repo.log_grep(main, f"reverts the merge {m.merge}")
+    ]
+    return sorted(on_main, key=lambda m: m.merged_at, reverse=True)
+
+
+def find_merged(repo: TargetRepo, main: str, item_id: str) -> MergedItem:
+    """The latest merge of item_id still on main; RevertError if there is none."""
+    for merged in merged_items(repo, main):
+        if merged.item_id == item_id:
+            return merged
+    attempts = [
+        (s.session_id, s.items[item_id].state.value)
+        for s in all_sessions(repo.git_dir)
+        if item_id in s.items
+    ]
+    if not attempts:
+        raise RevertError(f"no optui session in {repo.path} has an item {item_id!r}")
+    told = "; ".join(f"{state} in {session}" for session, state in attempts[-3:])
+    raise RevertError(
+        f"{item_id!r} has no merge on {main} left to revert (latest: {told})"
+    )
+
+
+def check_can_revert(repo: TargetRepo, main: str) -> None:
+    """Refuse unless main is checked out with no tracked changes."""
+    if repo.identity() is None:
+        raise PreflightError(
+            "git has no user.name and user.email to write the revert with: "
+            "set them with 'git config'"
+        )
+    operation = repo.operation_in_progress()
+    if operation:
+        raise PreflightError(f"a {operation} is in progress: finish or abort it first")
+    branch = repo.current_branch()
+    if branch != main:
+        where = f"on {branch}" if branch else "a detached HEAD"
+        raise PreflightError(
+            f"the revert goes onto {main}, but the repository is at {where}: "
+            f"check out {main} first"
+        )
+    changed = repo.tracked_changes()
+    if changed:
+        raise PreflightError(
+            f"{len(changed)} tracked files have uncommitted changes "
+            f"({', '.join(changed[:3])}): commit or stash them first"
+        )
+
+
+def revert(
+    repo: TargetRepo, main: str, merged: MergedItem, journal: Journal, reason: str
+) -> str:
+    """Revert merged on main (checked out, clean); journal it; the new commit."""
+    before = repo.head()
+    commit = repo.revert_merge(merged.merge, merged.message)
+    log.info("reverted %s (%s) as %s", merged.item_id, merged.merge, commit)
+    journal.append(
+        "revert",
+        item=merged.item_id,
+        merge=merged.merge,
+        commit=commit,
+        main_before=before,
+        session=merged.session_id,
+        reason=reason,
+    )
+    return commit
+
+
+def revert_session(repo: TargetRepo, main: str, merged: MergedItem, reason: str) -> str:
+    """Revert merged outside any session, as a session of its own; the commit.
+
+    Refused while another session holds the repository or one is unfinished
+    (a new session would hide it from ``optui resume``).
+    """
+    session_id = new_session_id()
+    lock = SessionLock(repo.git_dir)
+    lock.acquire(session_id)
+    try:
+        past = find_unfinished(repo.git_dir)
+        if past is not None:
+            raise PreflightError(
+                f"the last session ({past.session_id}) did not finish: resume it "
+                "with 'optui resume PLAN' (or leave it with 'optui run --fresh "
+                "PLAN') before reverting"
+            )
+        check_can_revert(repo, main)
+        journal = Journal.create(repo.git_dir, session_id)
+        journal.append(
+            "session",
+            purpose=REVERT_KIND,
+            plan="",
+            repo=str(repo.path),
+            main=main,
+            main_sha=repo.head(),
+            items=[
+                {
+                    "id": merged.item_id,
+                    "title": merged.title,
+                    "state": ItemState.MERGED.value,
+                    "reason": f"merged as {merged.merge[:12]}",
+                    "commit": merged.merge,
+                }
+            ],
+        )
+        try:
+            commit = revert(repo, main, merged, journal, reason)
+        except GitError as exc:
+            journal.append("end", aborted=False, error=str(exc), outcomes={})
+            raise
+        journal.append(
+            "end",
+            aborted=False,
+            error=None,
+            outcomes={merged.item_id: ItemState.REVERTED.value},
+        )
+    finally:
+        lock.release()
+    return commit
