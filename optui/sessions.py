@@ -38,6 +38,8 @@ class LatencyVerdict:
     """``pass``, ``fail`` or ``inconclusive``."""
     description: str
     comparison: Comparison
+    limit: float | None = None
+    """The largest relative change allowed; 0 for an item that must improve."""
 
 
 @dataclass(frozen=True)
@@ -400,6 +402,7 @@ class _Replay:
                     str(record.get("outcome", "")),
                     str(record.get("description", "")),
                     _comparison(record),
+                    _optional(record.get("limit")),
                 )
             )
 
@@ -505,6 +508,10 @@ def _comparison(record: dict[str, Any]) -> Comparison:
         candidate_runs=int(record.get("runs", 0)),
         paired=bool(record.get("paired", False)),
     )
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _latency(data: dict[str, Any]) -> dict[str, LatencyHistogram]:
