@@ -6,8 +6,10 @@ import argparse
 import logging
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from optui import __version__
 from optui.check import check_plan
@@ -15,13 +17,18 @@ from optui.engine import Engine
 from optui.errors import OptuiError, PlanError
 from optui.gitops import TargetRepo
 from optui.headless import Policy, run_headless
+from optui.history import attempts, session_line
+from optui.importer import import_markdown
+from optui.journal import list_sessions
 from optui.plan import Plan, load_plan
-from optui.sessions import PastSession, find_unfinished
+from optui.report import FORMATS, build_report, renderers, write_reports
+from optui.revert import find_merged, revert_session
+from optui.sessions import PastSession, all_sessions, find_session, find_unfinished
 
 EXIT_USAGE = 2
 
 
-COMMANDS = ("check", "run", "resume", "demo")
+COMMANDS = ("check", "run", "resume", "demo", "report", "history", "revert", "import")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,7 +99,66 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_run_options(demo)
     demo.set_defaults(func=_demo)
+    _add_record_commands(commands)
     return parser
+
+
+def _add_record_commands(commands: argparse._SubParsersAction[Any]) -> None:
+    """The commands that read or amend what sessions recorded."""
+    report = commands.add_parser(
+        "report", help="write a session's outcome as Markdown, JSON, JUnit or HTML"
+    )
+    report.add_argument(
+        "session", nargs="?", help="the session's id or a start of it (default: last)"
+    )
+    report.add_argument("--repo", type=Path, help="the target repository")
+    report.add_argument(
+        "-f",
+        "--format",
+        action="append",
+        choices=(*FORMATS, "all"),
+        help="markdown (the default), json, junit, html, or all; may be repeated",
+    )
+    report.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="the file to write (one format), or the folder (several); default: "
+        "standard output for one format, the session's folder for several",
+    )
+    report.set_defaults(func=_report)
+
+    history = commands.add_parser(
+        "history", help="list every session of a repository, or an item's attempts"
+    )
+    history.add_argument("--repo", type=Path, help="the target repository")
+    history.add_argument("--item", help="show this item's attempts across sessions")
+    history.set_defaults(func=_history)
+
+    revert = commands.add_parser(
+        "revert", help="revert a merged item's merge commit on main"
+    )
+    revert.add_argument("item", help="the item's id")
+    revert.add_argument("--repo", type=Path, help="the target repository")
+    revert.add_argument(
+        "--main", default="main", help="the main branch (default: main)"
+    )
+    revert.add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation"
+    )
+    revert.set_defaults(func=_revert)
+
+    importing = commands.add_parser(
+        "import", help="turn a plan written in Markdown into a plan file"
+    )
+    importing.add_argument("markdown", type=Path)
+    importing.add_argument(
+        "-o", "--output", type=Path, help="the plan file (default: beside it, .yaml)"
+    )
+    importing.add_argument(
+        "--force", action="store_true", help="overwrite the plan file if it exists"
+    )
+    importing.set_defaults(func=_import)
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -231,6 +297,125 @@ def _session(
     return run_headless(
         plan, policy, sys.stdout, sys.stdin, sys.stderr, resume=resume, fresh=fresh
     )
+
+
+def _target(repo: Path | None) -> TargetRepo:
+    """The repository named, or the one the current directory is in."""
+    return TargetRepo(repo if repo is not None else Path.cwd(), search=repo is None)
+
+
+def _report(args: argparse.Namespace) -> int:
+    target = _target(args.repo)
+    session = _find_session(target, args.session)
+    formats = tuple(dict.fromkeys(args.format or ["markdown"]))
+    if "all" in formats:
+        formats = FORMATS
+    if len(formats) == 1 and args.output is None:
+        _, render = renderers()[formats[0]]
+        sys.stdout.write(render(build_report(session)))
+        return 0
+    if len(formats) == 1:
+        _, render = renderers()[formats[0]]
+        args.output.write_text(render(build_report(session)), encoding="utf-8")
+        print(f"optui: wrote {args.output}")
+        return 0
+    folder = args.output if args.output is not None else session.folder / "reports"
+    for path in write_reports(session, formats, folder):
+        print(f"optui: wrote {path}")
+    return 0
+
+
+def _find_session(target: TargetRepo, name: str | None) -> PastSession:
+    session = find_session(target.git_dir, name)
+    if session is not None:
+        return session
+    known = [p.name for p in list_sessions(target.git_dir)]
+    if not known:
+        raise OptuiError(
+            f"{target.path} has no optui sessions yet", title="No such session"
+        )
+    raise OptuiError(
+        f"no single session of {target.path} matches {name!r}; the latest are: "
+        + ", ".join(known[-5:]),
+        title="No such session",
+    )
+
+
+def _history(args: argparse.Namespace) -> int:
+    target = _target(args.repo)
+    sessions = all_sessions(target.git_dir)
+    if not sessions:
+        print(f"optui: {target.path} has no optui sessions yet")
+        return 0
+    if args.item is None:
+        for session in sessions:
+            print(session_line(session))
+        return 0
+    tried = attempts(sessions, args.item)
+    if not tried:
+        print(f"optui: no session attempted {args.item!r}", file=sys.stderr)
+        return EXIT_USAGE
+    for attempt in tried:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(attempt.at))
+        line = f"{attempt.session_id}  {when}  {attempt.state.value:<12}"
+        detail = attempt.p99_change or attempt.reason
+        print(f"{line}{detail}".rstrip())
+    return 0
+
+
+def _revert(args: argparse.Namespace) -> int:
+    target = _target(args.repo)
+    merged = find_merged(target, args.main, args.item)
+    print(
+        f"optui: {merged.item_id} was merged into {args.main} as "
+        f"{merged.merge[:12]} by session {merged.session_id}:"
+    )
+    print(
+        "  " + target.diffstat(f"{merged.merge}^1", merged.merge).replace("\n", "\n  ")
+    )
+    if not args.yes:
+        if not _terminal():
+            print(
+                "optui: no terminal to confirm the revert: pass --yes",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        print(f"Revert it on {args.main}? [y/N] ", end="", flush=True)
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            print("optui: nothing reverted")
+            return 0
+    commit = revert_session(target, args.main, merged, "reverted from the command line")
+    print(
+        f"optui: reverted {merged.item_id} on {args.main} as {commit[:12]}; the "
+        "next session measures main's baseline afresh"
+    )
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    output = args.output or args.markdown.with_suffix(".yaml")
+    if output.exists() and not args.force:
+        print(
+            f"optui: {output} exists: pass --force to overwrite it, or -o PATH",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        imported = import_markdown(args.markdown)
+    except PlanError as exc:
+        for problem in exc.problems:
+            print(problem)
+        _count(len(exc.problems))
+        return EXIT_USAGE
+    output.write_text(imported.text, encoding="utf-8")
+    for note in imported.notes:
+        print(note)
+    print(
+        f"optui: wrote {output}: {imported.items} items ({imported.deferred} "
+        f"deferred). Fill in each item's apply source, then run 'optui check "
+        f"{output}'"
+    )
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -103,15 +103,16 @@ def check_can_revert(repo: TargetRepo, main: str) -> None:
         raise PreflightError(f"a {operation} is in progress: finish or abort it first")
     branch = repo.current_branch()
     if branch != main:
-        where = f"on {branch}" if branch else "a detached HEAD"
+        where = branch if branch else "a detached HEAD"
         raise PreflightError(
-            f"the revert goes onto {main}, but the repository is at {where}: "
+            f"the revert goes onto {main}, but {where} is checked out: "
             f"check out {main} first"
         )
-    changed = repo.tracked_changes()
+    changed = [line[3:] for line in repo.tracked_changes()]
     if changed:
+        files = "file has" if len(changed) == 1 else "files have"
         raise PreflightError(
-            f"{len(changed)} tracked files have uncommitted changes "
+            f"{len(changed)} tracked {files} uncommitted changes "
             f"({', '.join(changed[:3])}): commit or stash them first"
         )
 

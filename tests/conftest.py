@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from optui.cli import main
 
 
 def git(repo: Path, *args: str) -> str:
@@ -27,6 +32,13 @@ def alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return status.exists() and "State:\tZ" not in status.read_text()
+
+
+def optui(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """Run the optui command in-process; its exit status and everything it said."""
+    status = main(list(args))
+    out = capsys.readouterr()
+    return status, out.out + out.err
 
 
 def commit_file(repo: Path, name: str, text: str, message: str) -> str:
@@ -56,3 +68,40 @@ def make_repo(tmp_path: Path) -> Callable[[str], Path]:
         return new_repo(tmp_path / name)
 
     return make
+
+
+@dataclass(frozen=True)
+class FinishedDemo:
+    """A demo repository after one whole headless session with --auto-merge."""
+
+    repo: Path
+    output: str
+    """What the session printed, stdout and stderr together."""
+    returncode: int
+
+
+@pytest.fixture(scope="session")
+def finished_demo(tmp_path_factory: pytest.TempPathFactory) -> FinishedDemo:
+    """One real demo session, run once for every test that reads its outcome.
+
+    Tests that change the repository take ``demo_copy`` instead.
+    """
+    repo = tmp_path_factory.mktemp("finished") / "demo"
+    command = ["demo", "--dir", str(repo), "--headless", "--auto-merge"]
+    result = subprocess.run(
+        [sys.executable, "-m", "optui", *command],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+    )
+    return FinishedDemo(repo, result.stdout + result.stderr, result.returncode)
+
+
+@pytest.fixture
+def demo_copy(finished_demo: FinishedDemo, tmp_path: Path) -> Path:
+    """A copy of the finished demo repository, sessions included, to change."""
+    assert finished_demo.returncode == 0, finished_demo.output
+    copy = tmp_path / "demo"
+    shutil.copytree(finished_demo.repo, copy, symlinks=True)
+    return copy

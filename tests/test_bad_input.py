@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import commit_file, git
+from conftest import commit_file, git, optui
 from engine_helpers import Session, assert_clean_on_main, item, run_session, write_plan
 
 from optui import k6
-from optui.cli import main
 from optui.demo.builder import create_demo_repo, free_port
 from optui.engine import Engine
 from optui.events import (
@@ -103,13 +102,6 @@ def break_line(path: Path, number: int, text: str) -> None:
     lines = path.read_text().splitlines(keepends=True)
     lines[number - 1] = text + "\n"
     path.write_text("".join(lines))
-
-
-def optui(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """Run the optui command in-process; its exit status and everything it said."""
-    status = main(list(args))
-    out = capsys.readouterr()
-    return status, out.out + out.err
 
 
 def assert_plan_refused(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import FinishedDemo, git
 from engine_helpers import assert_clean_on_main, item, write_plan
 
 from optui import k6
@@ -33,11 +33,11 @@ def optui(
     )
 
 
-def test_demo_with_auto_merge_lands_exactly_the_good_item(tmp_path: Path) -> None:
-    target = tmp_path / "demo"
-    result = optui("demo", "--dir", str(target), "--headless", "--auto-merge")
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+def test_demo_with_auto_merge_lands_exactly_the_good_item(
+    finished_demo: FinishedDemo,
+) -> None:
+    target, output = finished_demo.repo, finished_demo.output
+    assert finished_demo.returncode == 0, output
 
     summary = output.split("summary:")[1]
     rows = {line.split()[0]: line for line in summary.strip().splitlines()[:5]}
