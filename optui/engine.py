@@ -46,6 +46,7 @@ from optui.events import (
     ManualEditNeeded,
     Notice,
     OutputLine,
+    Reverted,
     RunMeasured,
     SessionFinished,
     SessionStarted,
@@ -62,7 +63,7 @@ from optui.plan import ApplyKind, Item, Plan, ReadyKind
 from optui.proc import CommandResult, run_command
 from optui.ready import answers_already, wait_until_ready
 from optui.recovery import drop_branch, process_stamp, recover_repository
-from optui.revert import MergedItem
+from optui.revert import MergedItem, check_can_revert
 from optui.revert import revert as revert_merge
 from optui.sessions import PastItem, PastSession, find_unfinished
 from optui.stackwatch import FAULT_GATE, RunWatch, StackWatch
@@ -542,6 +543,8 @@ class Engine:
             merged = self._reverts.get_nowait()
             assert self.journal is not None
             try:
+                # Main may have been changed by hand while the session idled.
+                check_can_revert(self.repo, self.plan.main)
                 commit = revert_merge(
                     self.repo,
                     self.plan.main,
@@ -549,19 +552,15 @@ class Engine:
                     self.journal,
                     "reverted by the operator",
                 )
-            except GitError as exc:
-                self._emit(Notice(f"revert of {merged.item_id}: {exc}", "error"))
+            except (GitError, PreflightError) as exc:
+                log.warning("revert of %s refused: %s", merged.item_id, exc)
+                self._emit(Reverted(merged.item_id, merged.merge, None, str(exc)))
                 continue
             reverted = True
             record = self.records.get(merged.item_id)
             if record is not None and record.state is ItemState.MERGED:
                 self._set(record, ItemState.REVERTED, f"reverted by {commit[:12]}")
-            self._emit(
-                Notice(
-                    f"reverted {merged.item_id}: {merged.merge[:12]} undone on "
-                    f"{self.plan.main} by {commit[:12]}"
-                )
-            )
+            self._emit(Reverted(merged.item_id, merged.merge, commit))
         if reverted:
             self._measure_baseline(again=True)
 

@@ -273,6 +273,18 @@ class ItemFinished(Event):
 
 
 @dataclass(frozen=True)
+class Reverted(Event):
+    """A merged item's merge was reverted on main, or the revert failed."""
+
+    item_id: str
+    merge: str
+    commit: str | None
+    """The commit that reverts the merge; None when it failed."""
+    error: str | None = None
+    """Why the revert was not made; main is then unchanged."""
+
+
+@dataclass(frozen=True)
 class SessionFinished(Event):
     outcomes: dict[str, ItemState]
     aborted: bool = False
