@@ -7,6 +7,7 @@ outside its working tree: ``journal.jsonl`` (one JSON object a line), ``optui.lo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -176,7 +177,21 @@ def list_sessions(git_dir: Path) -> list[Path]:
     root = sessions_root(git_dir)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if (p / "journal.jsonl").exists())
+    folders = [p for p in root.iterdir() if (p / "journal.jsonl").exists()]
+    return sorted(folders, key=_started)
+
+
+def _started(folder: Path) -> tuple[str, float, str]:
+    """A session's order: its id's second, then its first record's time (ids
+    made in one second differ only by a random suffix)."""
+    at = 0.0
+    journal = folder / "journal.jsonl"
+    with (
+        contextlib.suppress(OSError, ValueError, AttributeError),
+        journal.open("rb") as handle,
+    ):
+        at = float(json.loads(handle.readline()).get("at", 0.0))
+    return folder.name[:15], at, folder.name
 
 
 def _unique(path: Path) -> Path:

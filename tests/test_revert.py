@@ -13,7 +13,7 @@ import pytest
 from conftest import FinishedDemo, commit_file, git, optui
 from engine_helpers import assert_clean_on_main
 
-from optui.journal import read_journal
+from optui.journal import Journal, list_sessions, read_journal
 from optui.sessions import all_sessions
 
 MERGE_SUBJECT = "Merge test/precompute-fees: perf(fees): Precompute the fee table"
@@ -213,3 +213,22 @@ def test_a_revert_waits_for_an_unfinished_session(
     assert f"the last session ({session.session_id}) did not finish" in output
     assert "optui resume PLAN" in output
     assert git(demo_copy, "rev-parse", "main") == tip
+
+
+def test_sessions_begun_in_one_second_are_listed_in_the_order_they_began(
+    tmp_path: Path,
+) -> None:
+    git_dir = tmp_path / ".git"
+    for session_id, at in (
+        ("20260101-120000-ffff", 1.0),
+        ("20260101-120000-0000", 2.0),
+    ):
+        journal = Journal.create(git_dir, session_id)
+        journal.append("session", plan="p.yaml", items=[])
+        lines = journal.path.read_text().replace('"at": ', f'"at": {at}, "was": ', 1)
+        journal.path.write_text(lines)
+
+    assert [p.name for p in list_sessions(git_dir)] == [
+        "20260101-120000-ffff",
+        "20260101-120000-0000",
+    ]
