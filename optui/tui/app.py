@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
 
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
@@ -12,9 +14,11 @@ from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Log, TabbedContent, TabPane, Tree
+from textual.worker import Worker, WorkerState
 
 from optui.engine import Engine
 from optui.events import (
+    FINAL_STATES,
     BaselineSet,
     ContainerFigures,
     Decision,
@@ -23,15 +27,20 @@ from optui.events import (
     ItemState,
     ManualEditNeeded,
     Notice,
+    Reverted,
     RunMeasured,
     SessionFinished,
     StateChanged,
     StepStarted,
 )
+from optui.gitops import TargetRepo
 from optui.plan import Plan
+from optui.report import FORMATS, write_reports
+from optui.revert import MergedItem, RevertError, find_merged
 from optui.review import Review, find_review
-from optui.sessions import PastSession
+from optui.sessions import PastSession, replay
 from optui.tui.bridge import EngineBridge, EngineEvent
+from optui.tui.history import HistoryScreen
 from optui.tui.screens import (
     ConfirmScreen,
     DecisionScreen,
@@ -39,6 +48,7 @@ from optui.tui.screens import (
     ManualScreen,
     ResumeScreen,
     SearchScreen,
+    revert_question,
 )
 from optui.tui.view import (
     K6_PANE,
@@ -65,7 +75,30 @@ REVIEWABLE = {
     ItemState.ERROR,
     ItemState.REJECTED,
 }
+RETESTABLE = FINAL_STATES - {ItemState.MERGED, ItemState.REVERTED}
+"""Finished items the engine tries again: not one that landed on main."""
 TABS = ("steps-tab", "k6-tab", "latency-tab", "review-tab", "containers-tab")
+SESSION_ACTIONS = {
+    "skip",
+    "defer",
+    "bring_back",
+    "test_again",
+    "answer",
+    "merge",
+    "reject",
+    "pause",
+    "abort",
+    "follow",
+    "revert",
+    "search",
+    "find_next",
+    "tab",
+    "history",
+}
+"""The keys of the main screen, which another full screen (history) does not take."""
+REPORT_WORKER = "report"
+MERGE_WORKER = "find-merge"
+REPORTS_FOLDER = "reports"
 
 
 class OptuiApp(App[int]):
@@ -84,6 +117,9 @@ class OptuiApp(App[int]):
         Binding("p", "pause", "Pause/resume"),
         Binding("x", "abort", "Abort"),
         Binding("f", "follow", "Follow running"),
+        Binding("u", "revert", "Revert merge"),
+        Binding("w", "report", "Report", show=False),
+        Binding("h", "history", "History", show=False),
         Binding("slash", "search", "Find"),
         Binding("n", "find_next", "Next match", show=False),
         Binding("1", "tab(0)", "Steps", show=False),
@@ -126,6 +162,8 @@ class OptuiApp(App[int]):
         self._asking: str | None = None
         self._closing = False
         self._logs: dict[str, Log] = {}
+        self._reverting: dict[str, str] = {}
+        """The merges whose revert the engine was asked for: item by merge commit."""
 
     # Layout.
 
@@ -241,10 +279,32 @@ class OptuiApp(App[int]):
             )
         elif isinstance(event, Notice) and event.level != "info":
             self.notify(event.message, severity=_severity(event.level), timeout=8)
+        elif isinstance(event, Reverted):
+            self._reverted(event)
         elif isinstance(event, SessionFinished):
             self._session_finished(event)
         self._update_header()
         self.refresh_bindings()
+
+    def _reverted(self, event: Reverted) -> None:
+        """Forget a queued revert once the engine has made it, or could not."""
+        self._reverting.pop(event.merge, None)
+        if event.commit is None:
+            self.notify(
+                f"revert of {event.item_id}: {event.error}",
+                title="Not reverted",
+                severity="error",
+                timeout=10,
+                markup=False,
+            )
+            return
+        self.notify(
+            f"{event.item_id}: {event.merge[:12]} undone on {self.plan.main} by "
+            f"{event.commit[:12]}; measuring {self.plan.main} again",
+            title="Reverted",
+            timeout=8,
+            markup=False,
+        )
 
     def _baseline_moved(self, event: BaselineSet) -> None:
         p99 = event.values.get(P99_KEY)
@@ -392,6 +452,10 @@ class OptuiApp(App[int]):
     # Actions.
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in SESSION_ACTIONS and self._covered():
+            # A full screen over the main one (the history) passes the app's
+            # keys on; they must not act on a session the operator cannot see.
+            return False
         target = self._target()
         state = self.session.items[target].state if target else None
         if action in ("merge", "reject", "answer"):
@@ -405,7 +469,9 @@ class OptuiApp(App[int]):
         if action == "bring_back":
             return state in (ItemState.DEFERRED, ItemState.SKIPPED)
         if action == "test_again":
-            return state is not None and (state.final or self._awaiting(target))
+            return state in RETESTABLE or self._awaiting(target)
+        if action == "revert":
+            return self._revertable(target)
         if action == "pause":
             return self.session.running
         if action == "abort":
@@ -473,6 +539,131 @@ class OptuiApp(App[int]):
         self.selected = None
         self._show(self.engine.current)
         self.refresh_bindings()
+
+    def _covered(self) -> bool:
+        """Whether a full screen, not a dialog, hides the main one."""
+        return self.screen is not self.default_screen and not self.screen.is_modal
+
+    def _revertable(self, item_id: str | None) -> bool:
+        """Whether the item merged in this session and its revert can be queued."""
+        if item_id is None or not self.session.running:
+            return False
+        view = self.session.items[item_id]
+        return view.state is ItemState.MERGED and view.commit not in self._reverting
+
+    def action_revert(self) -> None:
+        target = self._target()
+        if target is None or not self._revertable(target):
+            # The key shows only when it applies; the command palette always does.
+            self.notify(
+                "select an item merged in this session to revert it "
+                "(earlier merges: the history, key h)",
+                severity="warning",
+            )
+            return
+        self.run_worker(
+            partial(_find_merge, self.engine.repo, self.plan.main, target),
+            thread=True,
+            name=MERGE_WORKER,
+            group=MERGE_WORKER,
+            description=f"finding the merge of {target}",
+            exit_on_error=False,
+        )
+
+    def _merge_found(self, found: MergedItem | str) -> None:
+        if isinstance(found, str):
+            self.notify(found, severity="warning", markup=False)
+            return
+        refused = self.revert_refusal(found)
+        if refused is not None:
+            self.notify(refused, severity="warning", markup=False)
+            return
+        self.push_screen(
+            ConfirmScreen(revert_question(found, self.plan.main)),
+            lambda yes: self._queue_revert(found if yes else None),
+        )
+
+    def revert_refusal(self, merged: MergedItem) -> str | None:
+        """Why this session cannot revert a merge now, or None if it can."""
+        if not self.session.running:
+            return (
+                f"no session is running to revert {merged.item_id}: quit, then "
+                f"run 'optui revert {merged.item_id}'"
+            )
+        if merged.merge in self._reverting:
+            return f"the revert of {merged.item_id} is already under way"
+        return None
+
+    def _queue_revert(self, merged: MergedItem | None) -> None:
+        if merged is None:
+            return
+        refused = self.revert_refusal(merged)
+        if refused is not None:
+            self.notify(refused, severity="warning", markup=False)
+            return
+        self._reverting[merged.merge] = merged.item_id
+        self.engine.revert(merged)
+        self.notify(
+            f"{merged.item_id}: its merge {merged.merge[:12]} is reverted once no "
+            "item is under way",
+            timeout=6,
+            markup=False,
+        )
+        self.refresh_bindings()
+
+    def action_history(self) -> None:
+        self.push_screen(
+            HistoryScreen(self.engine.repo, self.plan.main, self.revert_refusal),
+            self._queue_revert,
+        )
+
+    def action_report(self) -> None:
+        journal = self.engine.journal
+        if journal is None:
+            why = (
+                "the session was refused before it began"
+                if self.session.finished is not None
+                else "the session has not begun yet"
+            )
+            self.notify(f"no report to write: {why}", severity="warning")
+            return
+        self.run_worker(
+            partial(write_session_report, journal.folder),
+            thread=True,
+            name=REPORT_WORKER,
+            group=REPORT_WORKER,
+            description="writing the session's report",
+            exit_on_error=False,
+        )
+
+    def _report_written(self, written: tuple[Path, list[Path]] | None) -> None:
+        if written is None:
+            self.notify("the session's journal is still empty", severity="warning")
+            return
+        folder, files = written
+        self.notify(
+            f"{folder}: {', '.join(path.name for path in files)}",
+            title="Report written",
+            timeout=10,
+            markup=False,
+        )
+
+    @on(Worker.StateChanged)
+    def _on_worker(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.name not in (REPORT_WORKER, MERGE_WORKER):
+            return
+        if event.state is WorkerState.ERROR:
+            self.notify(
+                f"{worker.description}: {worker.error}",
+                title="Failed",
+                severity="error",
+                markup=False,
+            )
+        elif event.state is WorkerState.SUCCESS and worker.name == REPORT_WORKER:
+            self._report_written(worker.result)
+        elif event.state is WorkerState.SUCCESS and worker.result is not None:
+            self._merge_found(worker.result)
 
     def action_tab(self, index: int) -> None:
         if index < len(TABS) - 1 or self.plan.docker is not None:
@@ -554,6 +745,27 @@ class OptuiApp(App[int]):
                 f"optui: {binding.description.lower()} (key {binding.key})",
                 getattr(self, f"action_{name}"),
             )
+
+
+def write_session_report(folder: Path) -> tuple[Path, list[Path]] | None:
+    """Write the report of the session in folder in every format (a worker's job).
+
+    The folder the reports went to and the files written; None if the journal
+    has no session yet.
+    """
+    past = replay(folder)
+    if past is None:
+        return None
+    reports = folder / REPORTS_FOLDER
+    return reports, write_reports(past, FORMATS, reports)
+
+
+def _find_merge(repo: TargetRepo, main: str, item_id: str) -> MergedItem | str:
+    """The item's latest merge still on main, or why there is none (a worker's job)."""
+    try:
+        return find_merged(repo, main, item_id)
+    except RevertError as exc:
+        return str(exc)
 
 
 def _severity(level: str) -> SeverityLevel:

@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Input, Static
 
 from optui.events import Decision, DecisionNeeded
 from optui.plan import Item
+from optui.revert import MergedItem
 
 
 class DecisionScreen(ModalScreen[Decision | None]):
@@ -91,6 +92,15 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+def revert_question(merged: MergedItem, main: str) -> str:
+    """What the operator confirms before a merge is reverted."""
+    return (
+        f"Revert {merged.item_id}? Its merge {merged.merge[:12]} (made by session "
+        f"{merged.session_id}) is undone on {main} by a new commit; the merge stays "
+        f"in the history. {main}'s baseline is then measured again."
+    )
 
 
 class ResumeScreen(ModalScreen[str]):
@@ -180,7 +190,11 @@ HELP = """\
   [b]m[/b] / [b]r[/b]    merge / reject the item waiting for you
   [b]p[/b]        pause after the current step; again to resume
   [b]f[/b]        follow the running item again after selecting another
+  [b]u[/b]        revert the selected merged item's merge on main (asks first)
   [b]x[/b]        abort the session (asks; leaves the repository clean on main)
+  [b]w[/b]        write the session's report (Markdown, JSON, JUnit, HTML)
+  [b]h[/b]        history: main's p99 across sessions, every item's attempts;
+           there, [b]u[/b] reverts the chosen item's merge
   [b]/[/b]        find text in the log on display; [b]n[/b] finds the next match
   [b]1[/b]-[b]4[/b]      show the steps log, k6 output, latency, or failure review
   [b]?[/b]        this help

@@ -103,7 +103,8 @@ class ItemDetails(Vertical):
         if item.require_improvement:
             lines.append("must improve: gates against the baseline become '< baseline'")
         if view.commit:
-            lines.append(f"commit: {view.commit[:12]}")
+            what = "merge, reverted" if view.state is ItemState.REVERTED else "commit"
+            lines.append(f"{what}: {view.commit[:12]}")
         if view.kept_ref:
             lines.append(f"kept as: {view.kept_ref}")
         self.query_one("#item-summary", Static).update("\n".join(lines))
