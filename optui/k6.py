@@ -104,7 +104,10 @@ def read_summary_json(path: Path) -> Summary:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         cut = " (it stops short: k6 died while writing it?)"
-        early = error.pos >= len(text.rstrip()) - 1
+        # A whole summary is one object; one cut inside a string is reported
+        # where the string began, so the end of the text tells more.
+        whole = text.rstrip()
+        early = error.pos >= len(whole) - 1 or not whole.endswith("}")
         raise K6Error(
             f"the k6 summary {path} is not valid JSON: {error}{cut if early else ''}"
         ) from error

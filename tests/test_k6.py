@@ -738,3 +738,15 @@ def test_live_sampler_raises_what_its_callback_raised(tmp_path: Path) -> None:
     sampler.start()
     with pytest.raises(RuntimeError, match="chart broke at second 0"):
         sampler.stop()
+
+
+def test_a_summary_cut_anywhere_is_said_to_stop_short(
+    main_run: K6Run, tmp_path: Path
+) -> None:
+    text = main_run.summary_path.read_text()
+    path = tmp_path / "summary.json"
+    # Every cut: between tokens, inside a key, inside a string, inside a number.
+    for end in range(1, len(text.rstrip()), max(1, len(text) // 97)):
+        path.write_text(text[:end])
+        with pytest.raises(K6Error, match="it stops short"):
+            read_summary_json(path)
