@@ -524,6 +524,18 @@ def test_html_page_is_balanced_self_contained_and_charted(document: Document) ->
     assert not re.search(r'="-?(nan|inf)', page)
 
 
+def test_html_reference_lines_are_mains_own_p99(document: Document) -> None:
+    """Each run chart's lines for main sit at a p99 main really had."""
+    page = html.render(document)
+    mains = [mark["p99_ms"] for mark in document["main"]["baselines"]]
+    shown = [
+        float(x) for x in re.findall(r"main (?:before|when run) ([0-9.]+) ms", page)
+    ]
+    assert shown
+    for value in shown:
+        assert any(abs(value - p99) < 0.06 for p99 in mains), (value, mains)
+
+
 def test_html_escapes_what_the_document_says(document: Document) -> None:
     document["items"][0]["title"] = "<script>alert(1)</script>"
     document["items"][1]["reason"] = '"><img src=x onerror=alert(1)>'
