@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from optui.cli import main
+from optui.errors import PlanError
 
 
 def git(repo: Path, *args: str) -> str:
@@ -39,6 +40,16 @@ def optui(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     status = main(list(args))
     out = capsys.readouterr()
     return status, out.out + out.err
+
+
+def assert_every_problem_placed(exc: PlanError, path: Path) -> None:
+    """A refusal names at least one problem, each at its line and column of path."""
+    assert exc.problems
+    for problem in exc.problems:
+        assert problem.path == path, problem
+        assert problem.line >= 1 and problem.column >= 1, problem
+        assert problem.message.strip(), problem
+        assert str(problem).startswith(f"{path}:{problem.line}:{problem.column}: ")
 
 
 def commit_file(repo: Path, name: str, text: str, message: str) -> str:

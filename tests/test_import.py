@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import optui
+from conftest import assert_every_problem_placed, optui
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -692,11 +692,7 @@ def assert_imports_or_explains(text: str) -> None:
     try:
         result = parse_markdown(HERE, text)
     except PlanError as exc:
-        assert exc.problems
-        for problem in exc.problems:
-            assert problem.path == HERE, problem
-            assert problem.line >= 1 and problem.column >= 1, problem
-            assert problem.message.strip(), problem
+        assert_every_problem_placed(exc, HERE)
         return
     plan = parse_plan(HERE.with_suffix(".yaml"), result.text)
     assert result.items == sum(1 for _ in plan.items()) >= 1

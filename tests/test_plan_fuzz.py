@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import assert_every_problem_placed
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -81,12 +82,7 @@ def assert_loads_or_explains(path: Path, load: Callable[[], Plan]) -> None:
     try:
         plan = load()
     except PlanError as exc:
-        assert exc.problems
-        for problem in exc.problems:
-            assert problem.path == path, problem
-            assert problem.line >= 1 and problem.column >= 1, problem
-            assert problem.message.strip(), problem
-            assert str(problem).startswith(f"{path}:{problem.line}:{problem.column}: ")
+        assert_every_problem_placed(exc, path)
     else:
         assert isinstance(plan, Plan)
 
