@@ -51,6 +51,28 @@ class MergedItem:
 
 def merged_items(repo: TargetRepo, main: str) -> list[MergedItem]:
     """The items merged into main by optui and not reverted since, latest first."""
+    tip = repo.resolve(f"refs/heads/{main}")
+    on_main = [
+        m
+        for m in _merges(repo)
+        if tip is not None
+        and repo.is_ancestor(m.merge, tip)
+        and reverted_by(repo, main, m.merge) is None
+    ]
+    return sorted(on_main, key=lambda m: m.merged_at, reverse=True)
+
+
+def reverted_by(repo: TargetRepo, main: str, merge: str) -> str | None:
+    """The commit on main that reverts merge, by optui or by hand with git."""
+    for text in (f"reverts the merge {merge}", f"This reverts commit {merge}"):
+        found = repo.log_grep(main, text)
+        if found:
+            return found[0]
+    return None
+
+
+def _merges(repo: TargetRepo) -> list[MergedItem]:
+    """Every merge the journals record that no optui revert has undone."""
     sessions = all_sessions(repo.git_dir)
     reverted = {r.merge for s in sessions for r in s.reverts}
     found: dict[str, MergedItem] = {}
@@ -62,15 +84,7 @@ def merged_items(repo: TargetRepo, main: str) -> list[MergedItem]:
             found[merge] = MergedItem(
                 item_id, item.title, merge, session.session_id, item.ended_at
             )
-    tip = repo.resolve(f"refs/heads/{main}")
-    on_main = [
-        m
-        for m in found.values()
-        if tip is not None
-        and repo.is_ancestor(m.merge, tip)
-        and not repo.log_grep(main, f"reverts the merge {m.merge}")
-    ]
-    return sorted(on_main, key=lambda m: m.merged_at, reverse=True)
+    return list(found.values())
 
 
 def find_merged(repo: TargetRepo, main: str, item_id: str) -> MergedItem:
@@ -78,6 +92,18 @@ def find_merged(repo: TargetRepo, main: str, item_id: str) -> MergedItem:
     for merged in merged_items(repo, main):
         if merged.item_id == item_id:
             return merged
+    for merged in sorted(_merges(repo), key=lambda m: m.merged_at, reverse=True):
+        if merged.item_id != item_id:
+            continue
+        by = reverted_by(repo, main, merged.merge)
+        if by is not None:
+            raise RevertError(
+                f"the merge {merged.merge[:12]} of {item_id!r} was reverted on "
+                f"{main} already, by {by[:12]}"
+            )
+        raise RevertError(
+            f"the merge {merged.merge[:12]} of {item_id!r} is no longer on {main}"
+        )
     attempts = [
         (s.session_id, s.items[item_id].state.value)
         for s in all_sessions(repo.git_dir)

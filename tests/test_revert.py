@@ -232,3 +232,36 @@ def test_sessions_begun_in_one_second_are_listed_in_the_order_they_began(
         "20260101-120000-ffff",
         "20260101-120000-0000",
     ]
+
+
+def test_a_merge_reverted_by_hand_is_not_reverted_again(
+    capsys: pytest.CaptureFixture[str], demo_copy: Path
+) -> None:
+    merge = merge_of(demo_copy)
+    git(demo_copy, "revert", "--no-edit", "-m", "1", merge)
+    by_hand = git(demo_copy, "rev-parse", "main")
+
+    status, output = optui(
+        capsys, "revert", "precompute-fees", "--repo", str(demo_copy), "--yes"
+    )
+
+    assert status == 2
+    assert f"was reverted on main already, by {by_hand[:12]}" in output
+    assert git(demo_copy, "rev-parse", "main") == by_hand
+
+
+def test_a_merge_no_longer_on_main_cannot_be_reverted(
+    capsys: pytest.CaptureFixture[str], demo_copy: Path
+) -> None:
+    merge = merge_of(demo_copy)
+    git(demo_copy, "reset", "-q", "--hard", f"{merge}^1")
+
+    status, output = optui(
+        capsys, "revert", "precompute-fees", "--repo", str(demo_copy), "--yes"
+    )
+
+    assert status == 2
+    assert f"the merge {merge[:12]} of 'precompute-fees' is no longer on main" in output
+    assert git(demo_copy, "rev-parse", "main") == git(
+        demo_copy, "rev-parse", f"{merge}^1"
+    )
