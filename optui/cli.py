@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -21,7 +22,7 @@ from optui.history import attempts, session_line
 from optui.importer import import_markdown
 from optui.journal import list_sessions
 from optui.plan import Plan, load_plan
-from optui.report import FORMATS, build_report, renderers, write_reports
+from optui.report import FORMATS, build_report, renderers, schema, write_reports
 from optui.revert import find_merged, revert_session
 from optui.sessions import PastSession, all_sessions, find_session, find_unfinished
 
@@ -125,6 +126,11 @@ def _add_record_commands(commands: argparse._SubParsersAction[Any]) -> None:
         type=Path,
         help="the file to write (one format), or the folder (several); default: "
         "standard output for one format, the session's folder for several",
+    )
+    report.add_argument(
+        "--schema",
+        action="store_true",
+        help="print the JSON Schema of the json format, and nothing else",
     )
     report.set_defaults(func=_report)
 
@@ -305,6 +311,9 @@ def _target(repo: Path | None) -> TargetRepo:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(json.dumps(schema(), indent=2))
+        return 0
     target = _target(args.repo)
     session = _find_session(target, args.session)
     formats = tuple(dict.fromkeys(args.format or ["markdown"]))

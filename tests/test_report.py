@@ -622,6 +622,9 @@ def test_the_report_command_prints_one_format_and_files_several(
     [json_file] = tmp_path.glob("*.json")
     jsonschema.validate(json.loads(json_file.read_text()), schema())
 
+    status, output = optui(capsys, "report", "--schema")
+    assert status == 0 and json.loads(output) == schema()
+
     status, output = optui(capsys, "report", "no-such-session", "--repo", repo)
     assert status == 1
     assert "no single session of" in output and "the latest are: " in output
