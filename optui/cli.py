@@ -448,7 +448,10 @@ def _demo_in(folder: Path, args: argparse.Namespace, *, keep: bool) -> int:
     if keep:
         print(f"optui: the demo repository stays in {target.repo}: see git log --graph")
     else:
-        print("optui: the demo repository was temporary; --dir PATH keeps one")
+        print(
+            "optui: the demo repository was temporary, and its session with it; "
+            "--dir PATH keeps both"
+        )
     return status
 
 
