@@ -328,8 +328,7 @@ def _report(args: argparse.Namespace) -> int:
         args.output.write_text(render(build_report(session)), encoding="utf-8")
         print(f"optui: wrote {args.output}")
         return 0
-    folder = args.output if args.output is not None else session.folder / "reports"
-    for path in write_reports(session, formats, folder):
+    for path in write_reports(session, formats, args.output):
         print(f"optui: wrote {path}")
     return 0
 

@@ -216,14 +216,20 @@ def renderers() -> dict[str, tuple[str, Callable[[Document], str]]]:
 
 
 FORMATS = ("markdown", "json", "junit", "html")
+REPORTS_FOLDER = "reports"
+"""The folder of a session's own folder that its reports go to by default."""
 
 
 def write_reports(
-    session: PastSession, formats: tuple[str, ...], folder: Path
+    session: PastSession, formats: tuple[str, ...], folder: Path | None = None
 ) -> list[Path]:
-    """Write the session's report in each format into folder; the files written."""
+    """Write the session's report in each format; the files written.
+
+    folder: where they go; by default the session's own ``reports/``.
+    """
     document = build_report(session)
     table = renderers()
+    folder = folder if folder is not None else session.folder / REPORTS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name in formats:

@@ -98,7 +98,6 @@ SESSION_ACTIONS = {
 """The keys of the main screen, which another full screen (history) does not take."""
 REPORT_WORKER = "report"
 MERGE_WORKER = "find-merge"
-REPORTS_FOLDER = "reports"
 
 
 class OptuiApp(App[int]):
@@ -756,8 +755,8 @@ def write_session_report(folder: Path) -> tuple[Path, list[Path]] | None:
     past = replay(folder)
     if past is None:
         return None
-    reports = folder / REPORTS_FOLDER
-    return reports, write_reports(past, FORMATS, reports)
+    written = write_reports(past, FORMATS)
+    return written[0].parent, written
 
 
 def _find_merge(repo: TargetRepo, main: str, item_id: str) -> MergedItem | str:
