@@ -356,7 +356,7 @@ class _Replay:
             self.session.baseline_runs, self.session.baseline_figures = [], []
             return
         item = self._item(record)
-        if item is not None and not _pairing(item, record):
+        if item is not None and not _pairing(item):
             item.runs, item.main_runs, item.figures = [], [], []
             item.changes, item.verdicts = [], []
             item.decision = None
@@ -489,9 +489,9 @@ def _past_item(entry: dict[str, Any]) -> PastItem:
     )
 
 
-def _pairing(item: PastItem, record: dict[str, Any]) -> bool:
-    """Whether a measure record only switches sides within the runs in turns."""
-    return bool(item.main_runs) and len(item.main_runs) > len(item.runs)
+def _pairing(item: PastItem) -> bool:
+    """Whether a new measurement only turns to the item's side of a pair."""
+    return len(item.main_runs) > len(item.runs)
 
 
 def _comparison(record: dict[str, Any]) -> Comparison:

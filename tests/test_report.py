@@ -243,6 +243,15 @@ def test_the_demo_document_tells_what_the_session_did(
     assert main["sha_before"] != main["sha_after"]
     assert main["p99_after_ms"] < main["p99_before_ms"]
 
+    # The item that must improve was measured in pairs with main, turn by turn.
+    fees = items["precompute-fees"]
+    assert len(fees["runs"]) == len(fees["main_runs"]) == 3
+    assert {run["side"] for run in fees["main_runs"]} == {"main"}
+    assert [c["paired"] for c in fees["changes"]] == [True, True]
+    assert fees["changes"][0]["stat"] == 99 and fees["changes"][0]["change"] < -0.3
+    assert fees["verdicts"][0]["limit"] == 0.0
+    assert "must improve" in fees["verdicts"][0]["text"]
+
     cache = items["cache-balances"]
     assert cache["failing_gate"] == "payments_inconsistency: count == 0"
     assert len(cache["runs"]) == 1
