@@ -14,7 +14,7 @@ from optui.errors import GitError, OptuiError, PreflightError
 from optui.events import ItemState
 from optui.gitops import TargetRepo
 from optui.journal import Journal, SessionLock, new_session_id
-from optui.sessions import REVERT_KIND, all_sessions, find_unfinished
+from optui.sessions import REVERT_KIND, PastSession, all_sessions, find_unfinished
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,17 @@ class MergedItem:
         )
 
 
-def merged_items(repo: TargetRepo, main: str) -> list[MergedItem]:
-    """The items merged into main by optui and not reverted since, latest first."""
+def merged_items(
+    repo: TargetRepo, main: str, sessions: list[PastSession] | None = None
+) -> list[MergedItem]:
+    """The items merged into main by optui and not reverted since, latest first.
+
+    sessions: the repository's sessions, if they have been read already.
+    """
     tip = repo.resolve(f"refs/heads/{main}")
     on_main = [
         m
-        for m in _merges(repo)
+        for m in _merges(_read(repo, sessions))
         if tip is not None
         and repo.is_ancestor(m.merge, tip)
         and reverted_by(repo, main, m.merge) is None
@@ -71,9 +76,12 @@ def reverted_by(repo: TargetRepo, main: str, merge: str) -> str | None:
     return None
 
 
-def _merges(repo: TargetRepo) -> list[MergedItem]:
+def _read(repo: TargetRepo, sessions: list[PastSession] | None) -> list[PastSession]:
+    return all_sessions(repo.git_dir) if sessions is None else sessions
+
+
+def _merges(sessions: list[PastSession]) -> list[MergedItem]:
     """Every merge the journals record that no optui revert has undone."""
-    sessions = all_sessions(repo.git_dir)
     reverted = {r.merge for s in sessions for r in s.reverts}
     found: dict[str, MergedItem] = {}
     for session in sessions:
@@ -87,12 +95,20 @@ def _merges(repo: TargetRepo) -> list[MergedItem]:
     return list(found.values())
 
 
-def find_merged(repo: TargetRepo, main: str, item_id: str) -> MergedItem:
-    """The latest merge of item_id still on main; RevertError if there is none."""
-    for merged in merged_items(repo, main):
+def find_merged(
+    repo: TargetRepo,
+    main: str,
+    item_id: str,
+    sessions: list[PastSession] | None = None,
+) -> MergedItem:
+    """The latest merge of item_id still on main; RevertError, saying why, if
+    there is none."""
+    sessions = _read(repo, sessions)
+    for merged in merged_items(repo, main, sessions):
         if merged.item_id == item_id:
             return merged
-    for merged in sorted(_merges(repo), key=lambda m: m.merged_at, reverse=True):
+    merges = sorted(_merges(sessions), key=lambda m: m.merged_at, reverse=True)
+    for merged in merges:
         if merged.item_id != item_id:
             continue
         by = reverted_by(repo, main, merged.merge)
@@ -106,7 +122,7 @@ def find_merged(repo: TargetRepo, main: str, item_id: str) -> MergedItem:
         )
     attempts = [
         (s.session_id, s.items[item_id].state.value)
-        for s in all_sessions(repo.git_dir)
+        for s in sessions
         if item_id in s.items
     ]
     if not attempts:

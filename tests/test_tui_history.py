@@ -204,7 +204,11 @@ async def check_history(pilot: Pilot[int], app: OptuiApp, seen: list[str]) -> No
     await choose(pilot, screen, "notes")
     assert attempts_shown(screen)[0][2] == "rejected"
     await pilot.press("u")
-    await until(pilot, told(seen, "notes was never merged"), "the refusal")
+    await until(
+        pilot,
+        told(seen, "'notes' has no merge on main left to revert (latest: rejected"),
+        "the refusal",
+    )
     assert app.screen is screen
     assert git(app.engine.repo.path, "rev-parse", "main") == head
     await pilot.press("escape")
@@ -263,7 +267,13 @@ async def test_report_history_and_reverts(
         screen = await open_history(pilot, app)
         await choose(pilot, screen, "readme")
         await pilot.press("u")
-        await until(pilot, told(seen, "readme was already reverted"), "the refusal")
+        await until(
+            pilot,
+            told(
+                seen, "'readme' has no merge on main left to revert (latest: reverted"
+            ),
+            "the refusal",
+        )
         await choose(pilot, screen, "precompute-fees")
         await pilot.press("u")
         question = await confirm_revert(pilot, app, fees)

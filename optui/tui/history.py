@@ -23,7 +23,7 @@ from textual_plotext import PlotextPlot
 from optui.events import ItemState
 from optui.gitops import TargetRepo
 from optui.history import Attempt, MainPoint, attempts, item_ids, main_series
-from optui.revert import MergedItem, merged_items
+from optui.revert import MergedItem, RevertError, find_merged, merged_items
 from optui.sessions import REVERT_KIND, PastSession, all_sessions
 from optui.tui.screens import ConfirmScreen, revert_question
 from optui.tui.widgets import ACTIVE_MARK, STATE_MARKS
@@ -47,41 +47,34 @@ class History:
     merged: dict[str, MergedItem]
     """Each item's latest merge still on main."""
 
-    def why_not_revertable(self, item_id: str) -> str:
-        """Why an item has no merge to revert, in the operator's words."""
-        reverts = [r for s in self.sessions for r in s.reverts if r.item_id == item_id]
-        if reverts:
-            by = reverts[-1].commit[:12]
-            return f"{item_id} was already reverted (by {by}): nothing left to revert"
-        tried = self.attempts.get(item_id, [])
-        if any(attempt.state is ItemState.MERGED for attempt in tried):
-            return f"{item_id}'s merge is no longer on main: nothing to revert"
-        if not tried:
-            return f"{item_id} was never attempted, so never merged"
-        last = _latest(tried)
-        return (
-            f"{item_id} was never merged (last: {last.state.value} in session "
-            f"{last.session_id})"
-        )
+    refusals: dict[str, str]
+    """Why each item that has no merge to revert has none."""
 
 
 def load_history(repo: TargetRepo, main: str) -> History:
     """Read every session and which merges are still on main (a worker's job)."""
     sessions = all_sessions(repo.git_dir)
     merged: dict[str, MergedItem] = {}
-    for found in merged_items(repo, main):
+    for found in merged_items(repo, main, sessions):
         # merged_items lists the latest first: keep each item's latest merge.
         merged.setdefault(found.item_id, found)
+    refusals = {}
+    for item_id in item_ids(sessions):
+        if item_id not in merged:
+            try:
+                find_merged(repo, main, item_id, sessions)
+            except RevertError as exc:
+                refusals[item_id] = str(exc)
     return History(
         sessions,
         main_series(sessions),
         {item_id: attempts(sessions, item_id) for item_id in item_ids(sessions)},
         merged,
+        refusals,
     )
 
 
 def _latest(tried: list[Attempt]) -> Attempt:
-    # Sessions begun within the same second are not listed in time order.
     return max(tried, key=lambda attempt: attempt.at)
 
 
@@ -295,7 +288,7 @@ class HistoryScreen(Screen[MergedItem | None]):
             return
         merged = self.history.merged.get(self.chosen)
         if merged is None:
-            reason = self.history.why_not_revertable(self.chosen)
+            reason = self.history.refusals.get(self.chosen, "nothing to revert")
             self.notify(reason, severity="warning", markup=False)
             return
         refused = self.refusal(merged)
