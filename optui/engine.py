@@ -57,7 +57,13 @@ from optui.events import (
 )
 from optui.gates import Gate, GateResult, MissingFigure, baseline_values, evaluate
 from optui.gitops import NothingToCommit, TargetRepo
-from optui.journal import Journal, SessionLock, new_session_id
+from optui.journal import (
+    Journal,
+    SessionLock,
+    close_session_log,
+    new_session_id,
+    open_session_log,
+)
 from optui.masking import Masker
 from optui.plan import ApplyKind, Item, Plan, ReadyKind
 from optui.proc import CommandResult, run_command
@@ -1571,22 +1577,11 @@ class Engine:
                 )
 
     def _open_log(self, path: Path) -> None:
-        handler = logging.FileHandler(path, encoding="utf-8")
-        os.chmod(path, 0o600)
-        handler.setFormatter(
-            self._mask.formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        )
-        handler.setLevel(logging.DEBUG)
-        package = logging.getLogger("optui")
-        package.addHandler(handler)
-        if package.level == logging.NOTSET or package.level > logging.INFO:
-            package.setLevel(logging.INFO)
-        self._log_handler = handler
+        self._log_handler = open_session_log(path, self._mask)
 
     def _close_log(self) -> None:
         if self._log_handler is not None:
-            logging.getLogger("optui").removeHandler(self._log_handler)
-            self._log_handler.close()
+            close_session_log(self._log_handler)
             self._log_handler = None
 
 

@@ -172,6 +172,26 @@ class SessionLock:
             self._fd = None
 
 
+def open_session_log(path: Path, mask: Masker) -> logging.Handler:
+    """Send optui's log, secrets masked, into a session's log file until closed."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    os.chmod(path, 0o600)
+    handler.setFormatter(
+        mask.formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    handler.setLevel(logging.DEBUG)
+    package = logging.getLogger("optui")
+    package.addHandler(handler)
+    if package.level == logging.NOTSET or package.level > logging.INFO:
+        package.setLevel(logging.INFO)
+    return handler
+
+
+def close_session_log(handler: logging.Handler) -> None:
+    logging.getLogger("optui").removeHandler(handler)
+    handler.close()
+
+
 def list_sessions(git_dir: Path) -> list[Path]:
     """Session folders, oldest first."""
     root = sessions_root(git_dir)

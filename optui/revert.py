@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from optui.errors import GitError, OptuiError, PreflightError
 from optui.events import ItemState
 from optui.gitops import TargetRepo
-from optui.journal import Journal, SessionLock, new_session_id
+from optui.journal import (
+    Journal,
+    SessionLock,
+    close_session_log,
+    new_session_id,
+    open_session_log,
+)
 from optui.sessions import REVERT_KIND, PastSession, all_sessions, find_unfinished
 
 log = logging.getLogger(__name__)
@@ -197,6 +203,7 @@ def revert_session(repo: TargetRepo, main: str, merged: MergedItem, reason: str)
             )
         check_can_revert(repo, main)
         journal = Journal.create(repo.git_dir, session_id)
+        handler = open_session_log(journal.log_file, journal.mask)
         journal.append(
             "session",
             purpose=REVERT_KIND,
@@ -217,8 +224,11 @@ def revert_session(repo: TargetRepo, main: str, merged: MergedItem, reason: str)
         try:
             commit = revert(repo, main, merged, journal, reason)
         except GitError as exc:
+            log.error("revert of %s failed: %s", merged.item_id, exc)
             journal.append("end", aborted=False, error=str(exc), outcomes={})
             raise
+        finally:
+            close_session_log(handler)
         journal.append(
             "end",
             aborted=False,

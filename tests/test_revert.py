@@ -62,6 +62,8 @@ def test_a_revert_undoes_the_merge_on_main_and_keeps_the_history(
     assert revert.main_before == merge
     records = list(read_journal(reverted_in.folder / "journal.jsonl"))
     assert [r["type"] for r in records] == ["session", "revert", "end"]
+    log = (reverted_in.folder / "optui.log").read_text()
+    assert f"reverted precompute-fees ({merge})" in log
 
 
 def test_history_lists_every_session_and_an_items_attempts(
