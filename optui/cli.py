@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -325,12 +326,26 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     if len(formats) == 1:
         _, render = renderers()[formats[0]]
-        args.output.write_text(render(build_report(session)), encoding="utf-8")
+        with _writing(args.output):
+            args.output.write_text(render(build_report(session)), encoding="utf-8")
         print(f"optui: wrote {args.output}")
         return 0
-    for path in write_reports(session, formats, args.output):
+    with _writing(args.output or session.folder):
+        written = write_reports(session, formats, args.output)
+    for path in written:
         print(f"optui: wrote {path}")
     return 0
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a file that cannot be written into a clear error naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise OptuiError(
+            f"cannot write {path}: {exc.strerror or exc}", title="Cannot write"
+        ) from exc
 
 
 def _find_session(target: TargetRepo, name: str | None) -> PastSession:
@@ -415,7 +430,8 @@ def _import(args: argparse.Namespace) -> int:
             print(problem)
         _count(len(exc.problems))
         return EXIT_USAGE
-    output.write_text(imported.text, encoding="utf-8")
+    with _writing(output):
+        output.write_text(imported.text, encoding="utf-8")
     for note in imported.notes:
         print(note)
     print(

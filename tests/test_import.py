@@ -740,6 +740,10 @@ def test_the_import_command_writes_a_plan_that_check_lists_the_sources_of(
     status, output = optui(capsys, "import", str(source), "--force")
     assert status == 0 and written.read_text() != "edited by the operator\n"
 
+    missing = tmp_path / "no-such-folder" / "plan.yaml"
+    status, output = optui(capsys, "import", str(source), "-o", str(missing))
+    assert status == 1 and f"cannot write {missing}: No such file" in output
+
 
 def test_the_import_command_names_the_line_of_a_malformed_plan(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

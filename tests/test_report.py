@@ -631,6 +631,10 @@ def test_the_report_command_prints_one_format_and_files_several(
     [json_file] = tmp_path.glob("*.json")
     jsonschema.validate(json.loads(json_file.read_text()), schema())
 
+    missing = tmp_path / "no-such-folder" / "report.md"
+    status, output = optui(capsys, "report", "--repo", repo, "-o", str(missing))
+    assert status == 1 and f"cannot write {missing}: No such file" in output
+
     status, output = optui(capsys, "report", "--schema")
     assert status == 0 and json.loads(output) == schema()
 
