@@ -307,8 +307,8 @@ def _session(
 
 
 def _target(repo: Path | None) -> TargetRepo:
-    """The repository named, or the one the current directory is in."""
-    return TargetRepo(repo if repo is not None else Path.cwd(), search=repo is None)
+    """The repository a folder (by default the current one) is in."""
+    return TargetRepo(repo if repo is not None else Path.cwd(), search=True)
 
 
 def _report(args: argparse.Namespace) -> int:
