@@ -256,8 +256,8 @@ def find_unfinished(git_dir: Path) -> PastSession | None:
 
 
 def all_sessions(git_dir: Path) -> list[PastSession]:
-    """Every session of the repository, oldest first."""
-    found = (replay(folder) for folder in list_sessions(git_dir))
+    """Every session of the repository, oldest first, without request durations."""
+    found = (replay(folder, latency=False) for folder in list_sessions(git_dir))
     return [past for past in found if past is not None]
 
 
@@ -270,12 +270,17 @@ def find_session(git_dir: Path, name: str | None) -> PastSession | None:
         folders = exact or folders
         if len(folders) != 1:
             return None
-    return replay(folders[-1]) if folders else None
+    return replay(folders[-1], latency=False) if folders else None
 
 
-def replay(folder: Path) -> PastSession | None:
-    """Fold a session's journal; None when it has no session record."""
-    fold = _Replay(folder)
+def replay(folder: Path, *, latency: bool = True) -> PastSession | None:
+    """Fold a session's journal; None when it has no session record.
+
+    latency: read each run's request durations too, as resuming needs for the
+    latency verdicts (they are most of the time it takes); reports and the
+    history need only the figures and the comparisons.
+    """
+    fold = _Replay(folder, latency)
     for record in read_journal(folder / "journal.jsonl"):
         fold.take(record)
     return fold.session
@@ -284,8 +289,9 @@ def replay(folder: Path) -> PastSession | None:
 class _Replay:
     """Folds journal records, in order, into what they add up to."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, latency: bool) -> None:
         self.folder = folder
+        self.latency = latency
         self.session: PastSession | None = None
 
     def take(self, record: dict[str, Any]) -> None:
@@ -297,6 +303,11 @@ class _Replay:
         if self.session is not None and handler is not None:
             self.session.stopped_at = float(record.get("at", 0.0))
             handler(record)
+
+    def _durations(self, data: dict[str, Any] | None) -> dict[str, LatencyHistogram]:
+        if not self.latency or not data:
+            return {}
+        return {str(key): LatencyHistogram.from_dict(h) for key, h in data.items()}
 
     def _item(self, record: dict[str, Any]) -> PastItem | None:
         assert self.session is not None
@@ -370,7 +381,7 @@ class _Replay:
             tuple(GateResult(**r) for r in record.get("results", [])),
             record.get("error"),
             dict(record.get("figures") or {}),
-            _latency(record.get("latency") or {}),
+            self._durations(record.get("latency")),
             record.get("side"),
         )
         if record.get("item") is None:
@@ -413,9 +424,8 @@ class _Replay:
             for metric, stat, value in record.get("keys", [])
         }
         self.session.baseline_sha = str(record.get("main_sha", ""))
-        self.session.baseline_latency = [
-            _latency(run) for run in record.get("latency", [])
-        ]
+        runs = record.get("latency", []) if self.latency else []
+        self.session.baseline_latency = [self._durations(run) for run in runs]
         self.session.baseline_under_way = False
         self.session.baselines.append(
             BaselineMark(
@@ -512,10 +522,6 @@ def _comparison(record: dict[str, Any]) -> Comparison:
 
 def _optional(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def _latency(data: dict[str, Any]) -> dict[str, LatencyHistogram]:
-    return {str(key): LatencyHistogram.from_dict(h) for key, h in data.items()}
 
 
 def _summary(read: list[list[Any]]) -> k6.Summary:

@@ -752,7 +752,7 @@ def write_session_report(folder: Path) -> tuple[Path, list[Path]] | None:
     The folder the reports went to and the files written; None if the journal
     has no session yet.
     """
-    past = replay(folder)
+    past = replay(folder, latency=False)
     if past is None:
         return None
     written = write_reports(past, FORMATS)
