@@ -90,6 +90,17 @@ class Summary:
         return sorted(self.metrics)
 
 
+def _cut_short(text: str, error: json.JSONDecodeError) -> bool:
+    """Whether text is valid JSON cut off before its end, as by a writer killed."""
+    if error.msg.startswith("Unterminated string"):
+        return True  # reported where the string began, which ran to the end
+    rest = text.rstrip()[error.pos :]
+    return len(rest) <= 1 or any(word.startswith(rest) for word in _WORDS)
+
+
+_WORDS = ("true", "false", "null")
+
+
 def read_summary_json(path: Path) -> Summary:
     """Read the summary k6 wrote for `K6_SUMMARY_EXPORT` (or a `handleSummary` dump)."""
     try:
@@ -104,10 +115,7 @@ def read_summary_json(path: Path) -> Summary:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         cut = " (it stops short: k6 died while writing it?)"
-        # A whole summary is one object; one cut inside a string is reported
-        # where the string began, so the end of the text tells more.
-        whole = text.rstrip()
-        early = error.pos >= len(whole) - 1 or not whole.endswith("}")
+        early = _cut_short(text, error)
         raise K6Error(
             f"the k6 summary {path} is not valid JSON: {error}{cut if early else ''}"
         ) from error

@@ -745,8 +745,14 @@ def test_a_summary_cut_anywhere_is_said_to_stop_short(
 ) -> None:
     text = main_run.summary_path.read_text()
     path = tmp_path / "summary.json"
-    # Every cut: between tokens, inside a key, inside a string, inside a number.
-    for end in range(1, len(text.rstrip()), max(1, len(text) // 97)):
+    # Every cut: between tokens, inside a key, a string, a number or a word.
+    for end in range(1, len(text.rstrip())):
         path.write_text(text[:end])
         with pytest.raises(K6Error, match="it stops short"):
             read_summary_json(path)
+    # Damage in the middle of a whole file is not a cut.
+    path.write_text(text.replace(":", ": x", 1))
+    with pytest.raises(K6Error) as raised:
+        read_summary_json(path)
+    assert "is not valid JSON" in str(raised.value)
+    assert "stops short" not in str(raised.value)
