@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from optui import faults, judging, k6, stats
 from optui.check import check_plan
@@ -72,7 +73,9 @@ from optui.recovery import drop_branch, process_stamp, recover_repository
 from optui.revert import MergedItem, check_can_revert
 from optui.revert import revert as revert_merge
 from optui.sessions import PastItem, PastSession, find_unfinished
-from optui.stackwatch import FAULT_GATE, RunWatch, StackWatch
+
+if TYPE_CHECKING:
+    from optui.stackwatch import RunWatch, StackWatch
 
 log = logging.getLogger(__name__)
 
@@ -501,6 +504,10 @@ class Engine:
             )
         problems.extend(self._check_programs())
         if self.plan.docker is not None and self._stack is None:
+            # The Docker SDK is imported only for a plan that needs it: it is a
+            # third of optui's start-up.
+            from optui.stackwatch import StackWatch
+
             try:
                 self._stack = StackWatch.connect(self.plan.docker)
             except PreflightError as exc:
@@ -1395,6 +1402,8 @@ class Engine:
             reason = f"test {result.describe()}; {exc}" if not result.ok else str(exc)
             return RunMeasured(item_id, run, runs, (), reason), None
         if watch is not None and watch.faults:
+            from optui.stackwatch import FAULT_GATE
+
             # A container that died fails the run, even when k6 itself passed.
             fault = GateResult(
                 FAULT_GATE, run, len(watch.faults), 0, False, "; ".join(watch.faults)

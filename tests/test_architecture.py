@@ -54,3 +54,16 @@ def test_importing_the_whole_engine_loads_no_textual() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_the_command_line_loads_the_docker_sdk_only_for_plans_that_need_it() -> None:
+    # A third of the start-up of every optui command was the Docker SDK.
+    code = (
+        "import sys\n"
+        "import optui.cli, optui.engine, optui.headless, optui.report\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'docker'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
