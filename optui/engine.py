@@ -18,7 +18,7 @@ import shlex
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -119,13 +119,7 @@ class Measurement:
     @property
     def failed_results(self) -> list[GateResult]:
         """The runs' failures of the gates that every run must pass."""
-        decided = self.decided
-        return [
-            r
-            for run in self.runs
-            for r in run.results
-            if not r.passed and r.gate not in decided
-        ]
+        return _failures(self.runs, self.decided)
 
     def verdicts_of(self, outcome: stats.Outcome) -> list[str]:
         return [
@@ -137,6 +131,13 @@ class Measurement:
     @property
     def passed(self) -> bool:
         return self.error is None and not self.failed_results
+
+
+def _failures(runs: Iterable[RunMeasured], decided: frozenset[str]) -> list[GateResult]:
+    """The runs' failed results of the gates not decided by an interval."""
+    return [
+        r for run in runs for r in run.results if not r.passed and r.gate not in decided
+    ]
 
 
 class _Stop(Exception):
@@ -1149,9 +1150,8 @@ class Engine:
 
         pairs: main's runs, made in turns with these; judged pair by pair.
         """
-        interval = judging.by_interval(self.plan, gates) if item_id else ()
         latency = [r.latency for r in runs]
-        base = self._baseline_latency if pairs is None else [r.latency for r in pairs]
+        base = self._against(pairs)
         confidence = self.plan.statistics.confidence
         verdicts = tuple(
             (
@@ -1160,12 +1160,32 @@ class Engine:
                     gate, base, latency, confidence=confidence, in_pairs=bool(pairs)
                 ),
             )
-            for gate in interval
-            if judging.judgeable(gate, base) and judging.judgeable(gate, latency)
+            for gate in self._decided(item_id, gates, base, latency)
         )
         return Measurement(
             tuple(runs), tuple(summaries), None, verdicts, tuple(base), bool(pairs)
         )
+
+    def _against(self, pairs: list[RunMeasured] | None) -> Sequence[judging.Latency]:
+        """The request durations an item's runs are judged against."""
+        if pairs is None:
+            return self._baseline_latency
+        return [r.latency for r in pairs]
+
+    def _decided(
+        self,
+        item_id: str | None,
+        gates: tuple[Gate, ...],
+        base: Sequence[judging.Latency],
+        latency: Sequence[judging.Latency],
+    ) -> list[Gate]:
+        """The gates an interval over all the runs decides, rather than each run."""
+        interval = judging.by_interval(self.plan, gates) if item_id else ()
+        return [
+            gate
+            for gate in interval
+            if judging.judgeable(gate, base) and judging.judgeable(gate, latency)
+        ]
 
     def _wants_another(
         self,
@@ -1187,11 +1207,13 @@ class Engine:
         planned = self.plan.runs
         if item_id is None and judging.by_interval(self.plan, self.plan.gates):
             planned = max(planned, 2)
-        so_far = self._judged(item_id, gates, runs, summaries, pairs)
-        if so_far.failed_results and self.plan.fail_fast:
-            return False
         if len(runs) < planned:
-            return True
+            # The verdicts wait for the planned runs; a failed run need not.
+            latency = [r.latency for r in runs]
+            decided = self._decided(item_id, gates, self._against(pairs), latency)
+            failed = _failures(runs, frozenset(gate.text for gate in decided))
+            return not (failed and self.plan.fail_fast)
+        so_far = self._judged(item_id, gates, runs, summaries, pairs)
         if so_far.failed_results or so_far.verdicts_of(stats.Outcome.FAIL):
             return False
         unsettled = so_far.verdicts_of(stats.Outcome.INCONCLUSIVE)
