@@ -28,11 +28,16 @@ LONG_TESTS = (
 whose load test would run for a minute unless it is stopped."""
 
 
+def scripted_tests(folder: Path, script: str) -> str:
+    """A plan's test command that runs script (sh) in place of ``make k6``."""
+    path = folder / "k6.sh"
+    path.write_text(script)
+    return f"sh {path}"
+
+
 def long_tests_command(folder: Path) -> str:
     """The plan's test command running LONG_TESTS (set LONG_ITEM before the run)."""
-    path = folder / "k6.sh"
-    path.write_text(LONG_TESTS)
-    return f"sh {path}"
+    return scripted_tests(folder, LONG_TESTS)
 
 
 def write_plan(

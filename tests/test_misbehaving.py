@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 from conftest import alive, git
-from engine_helpers import assert_clean_on_main, item, run_session, write_plan
+from engine_helpers import (
+    assert_clean_on_main,
+    item,
+    run_session,
+    scripted_tests,
+    write_plan,
+)
 
 from optui import k6
 from optui.demo.builder import create_demo_repo, free_port
@@ -133,14 +139,14 @@ def test_a_service_still_listening_from_an_earlier_run_is_refused(
 def test_k6_killed_in_the_middle_of_a_run_is_reported_as_killed(
     tmp_path: Path, repo: Path
 ) -> None:
-    script = tmp_path / "k6.sh"
-    script.write_text(
+    killed = scripted_tests(
+        tmp_path,
         'case "$(git symbolic-ref --short HEAD)" in\n'
         "  test/*) timeout -s KILL 1 make k6 DURATION=20s ;;\n"
         "  *) make k6 ;;\n"
-        "esac\n"
+        "esac\n",
     )
-    plan = write_plan(tmp_path, repo, FEES, test=f"sh {script}")
+    plan = write_plan(tmp_path, repo, FEES, test=killed)
 
     session = run_session(plan)
 
@@ -154,14 +160,14 @@ def test_k6_killed_in_the_middle_of_a_run_is_reported_as_killed(
 def test_a_truncated_k6_summary_is_reported_as_cut_short(
     tmp_path: Path, repo: Path
 ) -> None:
-    script = tmp_path / "k6.sh"
-    script.write_text(
+    truncated = scripted_tests(
+        tmp_path,
         "make k6 || exit $?\n"
         'case "$(git symbolic-ref --short HEAD)" in\n'
         '  test/*) truncate -s 300 "$K6_SUMMARY_EXPORT" ;;\n'
-        "esac\n"
+        "esac\n",
     )
-    plan = write_plan(tmp_path, repo, FEES, test=f"sh {script}")
+    plan = write_plan(tmp_path, repo, FEES, test=truncated)
 
     session = run_session(plan)
 
