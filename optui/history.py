@@ -96,6 +96,11 @@ def item_ids(sessions: list[PastSession]) -> list[str]:
     return list(seen)
 
 
+def states_text(session: PastSession) -> str:
+    """``1 merged, 2 failed, 1 deferred``: the items of a session by state."""
+    return ", ".join(f"{n} {state}" for state, n in session.state_counts.items())
+
+
 def session_line(session: PastSession) -> str:
     """One line for a session: when, what it was, how it ended, main's p99."""
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.started_at))
@@ -106,10 +111,7 @@ def session_line(session: PastSession) -> str:
         )
         error = f"failed: {session.error}" if session.error else ""
         return f"{session.session_id}  {when}  revert    {what or error}"
-    counts: dict[str, int] = {}
-    for item in session.items.values():
-        counts[item.state.value] = counts.get(item.state.value, 0) + 1
-    states = ", ".join(f"{n} {state}" for state, n in counts.items())
+    states = states_text(session)
     p99 = ""
     if session.p99_before is not None and session.p99_after is not None:
         p99 = f"  p99 {session.p99_before:.1f} -> {session.p99_after:.1f} ms"

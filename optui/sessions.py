@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,11 @@ class PastSession:
         if self.finished:
             return "finished"
         return "aborted" if self.aborted else "unfinished"
+
+    @property
+    def state_counts(self) -> dict[str, int]:
+        """How many items are in each state, by the state's value, first seen first."""
+        return dict(Counter(item.state.value for item in self.items.values()))
 
     @property
     def p99_before(self) -> float | None:

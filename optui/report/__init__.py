@@ -92,10 +92,7 @@ def _main(session: PastSession) -> dict[str, Any]:
 
 def _totals(session: PastSession) -> dict[str, int]:
     """How many items there were, and how many ended in each state."""
-    totals = {"items": len(session.items)}
-    for item in session.items.values():
-        totals[item.state.value] = totals.get(item.state.value, 0) + 1
-    return totals
+    return {"items": len(session.items), **session.state_counts}
 
 
 def _item(item_id: str, item: PastItem) -> dict[str, Any]:

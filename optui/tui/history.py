@@ -22,7 +22,14 @@ from textual_plotext import PlotextPlot
 
 from optui.events import ItemState
 from optui.gitops import TargetRepo
-from optui.history import Attempt, MainPoint, attempts, item_ids, main_series
+from optui.history import (
+    Attempt,
+    MainPoint,
+    attempts,
+    item_ids,
+    main_series,
+    states_text,
+)
 from optui.revert import MergedItem, RevertError, find_merged, merged_items
 from optui.sessions import REVERT_KIND, PastSession, all_sessions
 from optui.tui.screens import ConfirmScreen, revert_question
@@ -87,10 +94,7 @@ def session_row(session: PastSession) -> tuple[str, str, str, str, str]:
     if session.kind == REVERT_KIND:
         what = ", ".join(f"reverted {r.item_id}" for r in session.reverts)
         return (session.session_id, _date(session.started_at), "revert", what, "")
-    counts: dict[str, int] = {}
-    for item in session.items.values():
-        counts[item.state.value] = counts.get(item.state.value, 0) + 1
-    states = ", ".join(f"{n} {state}" for state, n in counts.items())
+    states = states_text(session)
     before, after = session.p99_before, session.p99_after
     p99 = ""
     if before is not None and after is not None:
