@@ -320,14 +320,14 @@ def _report(args: argparse.Namespace) -> int:
     formats = tuple(dict.fromkeys(args.format or ["markdown"]))
     if "all" in formats:
         formats = FORMATS
-    if len(formats) == 1 and args.output is None:
-        _, render = renderers()[formats[0]]
-        sys.stdout.write(render(build_report(session)))
-        return 0
     if len(formats) == 1:
         _, render = renderers()[formats[0]]
+        text = render(build_report(session))
+        if args.output is None:
+            sys.stdout.write(text)
+            return 0
         with _writing(args.output):
-            args.output.write_text(render(build_report(session)), encoding="utf-8")
+            args.output.write_text(text, encoding="utf-8")
         print(f"optui: wrote {args.output}")
         return 0
     with _writing(args.output or session.folder):
