@@ -560,11 +560,7 @@ class Engine:
                 # Main may have been changed by hand while the session idled.
                 check_can_revert(self.repo, self.plan.main)
                 commit = revert_merge(
-                    self.repo,
-                    self.plan.main,
-                    merged,
-                    self.journal,
-                    "reverted by the operator",
+                    self.repo, merged, self.journal, "reverted by the operator"
                 )
             except (GitError, PreflightError) as exc:
                 log.warning("revert of %s refused: %s", merged.item_id, exc)

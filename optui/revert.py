@@ -8,6 +8,7 @@ own from the command line or in the running session from the app.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from optui.errors import GitError, OptuiError, PreflightError
@@ -20,6 +21,7 @@ from optui.journal import (
     new_session_id,
     open_session_log,
 )
+from optui.masking import Masker
 from optui.sessions import REVERT_KIND, PastSession, all_sessions, find_unfinished
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ class RevertError(OptuiError):
 
 @dataclass(frozen=True)
 class MergedItem:
-    """An item whose merge commit is on main and has not been reverted."""
+    """An item's merge commit, as the session that merged it recorded it."""
 
     item_id: str
     title: str
@@ -165,9 +167,7 @@ def check_can_revert(repo: TargetRepo, main: str) -> None:
         )
 
 
-def revert(
-    repo: TargetRepo, main: str, merged: MergedItem, journal: Journal, reason: str
-) -> str:
+def revert(repo: TargetRepo, merged: MergedItem, journal: Journal, reason: str) -> str:
     """Revert merged on main (checked out, clean); journal it; the new commit."""
     before = repo.head()
     commit = repo.revert_merge(merged.merge, merged.message)
@@ -202,7 +202,8 @@ def revert_session(repo: TargetRepo, main: str, merged: MergedItem, reason: str)
                 "PLAN') before reverting"
             )
         check_can_revert(repo, main)
-        journal = Journal.create(repo.git_dir, session_id)
+        mask = Masker.from_environment(os.environ)
+        journal = Journal.create(repo.git_dir, session_id, mask)
         handler = open_session_log(journal.log_file, journal.mask)
         journal.append(
             "session",
@@ -217,12 +218,11 @@ def revert_session(repo: TargetRepo, main: str, merged: MergedItem, reason: str)
                     "title": merged.title,
                     "state": ItemState.MERGED.value,
                     "reason": f"merged as {merged.merge[:12]}",
-                    "commit": merged.merge,
                 }
             ],
         )
         try:
-            commit = revert(repo, main, merged, journal, reason)
+            commit = revert(repo, merged, journal, reason)
         except GitError as exc:
             log.error("revert of %s failed: %s", merged.item_id, exc)
             journal.append("end", aborted=False, error=str(exc), outcomes={})
